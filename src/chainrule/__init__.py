@@ -1,0 +1,22 @@
+"""chainrule: neural networks on NumPy, back-propagation made explicit (MIT 6.390, chapter 6).
+
+>>> import chainrule as cr
+"""
+
+from .errors import ChainruleError, DivergenceError, ModelFileError
+from .gradcheck import gradcheck
+from .layers import (
+    BatchNorm, Dropout, Identity, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Step,
+    Tanh,
+)
+from .losses import NLL, NLLM, AbsoluteLoss, SquareLoss
+from .module import Module
+from .parameter import Parameter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AbsoluteLoss", "BatchNorm", "ChainruleError", "DivergenceError", "Dropout", "Identity",
+    "LeakyReLU", "Linear", "Module", "ModelFileError", "NLL", "NLLM", "Parameter", "ReLU",
+    "Sequential", "Sigmoid", "Softmax", "SquareLoss", "Step", "Tanh", "gradcheck",
+]

@@ -1,0 +1,49 @@
+"""Checks of user data at the public boundaries (fit, predict, losses): shape, emptiness, NaN."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+
+def as_float_matrix(X, name: str, owner: str, dtype=None) -> np.ndarray:
+    """``X`` as a non-empty, finite 2-D float array (cast to ``dtype`` when given)."""
+    try:
+        X = np.asarray(X)
+    except (TypeError, ValueError) as e:  # ragged lists and the like
+        raise InputError(f"{owner} expected {name} as a 2-D numeric array, got {e}") from None
+    if X.dtype.kind not in "biuf":
+        raise InputError(f"{owner} expected numeric {name}, got array of dtype {X.dtype}")
+    if X.ndim != 2:
+        raise InputError(
+            f"{owner} expected {name} as a 2-D array (n_samples, n_features), "
+            f"got array of shape {X.shape}"
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise InputError(f"{owner} expected non-empty {name}, got array of shape {X.shape}")
+    target = np.dtype(dtype) if dtype is not None else (
+        X.dtype if X.dtype.kind == "f" else np.dtype(np.float32))
+    X = X.astype(target, copy=False)
+    check_finite(X, name, owner)
+    return X
+
+
+def check_finite(X: np.ndarray, name: str, owner: str) -> None:
+    """Raise naming NaN or inf when ``X`` has any non-finite value."""
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        n_nan = int(np.isnan(X).sum())
+        what = "NaN" if n_nan else "inf"
+        count = n_nan if n_nan else int(np.isinf(X).sum())
+        raise InputError(
+            f"{owner} expected finite values in {name}, got {count} {what} value(s) "
+            f"in array of shape {X.shape}"
+        )
+
+
+def check_same_length(X, Y, owner: str) -> None:
+    if len(X) != len(Y):
+        raise InputError(
+            f"{owner} expected X and Y with the same number of samples, "
+            f"got {len(X)} samples in X and {len(Y)} in Y"
+        )

@@ -1,0 +1,105 @@
+"""``BatchNorm``: normalise each unit over the batch, then scale by G and shift by B."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_dtype, check_float, check_matrix, check_positive_int
+from ..errors import InputError
+from ..module import Module
+from ..parameter import Parameter
+
+
+class BatchNorm(Module):
+    """Batch normalisation of ``n`` units (notes' section 6.8.3).
+
+    Training forward, ``Z: (b, n) -> (b, n)``, per unit over the b rows of the batch::
+
+        μ = mean(Z),  σ² = mean((Z − μ)²)            (biased variance)
+        Z̄ = (Z − μ) / sqrt(σ² + eps)
+        A = G * Z̄ + B                                G, B: (1, n)
+
+    Backward goes through μ and σ² too (they depend on every row)::
+
+        dLdG = Σ_rows dLdA * Z̄,   dLdB = Σ_rows dLdA
+        dLdZ̄ = dLdA * G
+        dLdZ = (dLdZ̄ − mean(dLdZ̄) − Z̄ * mean(dLdZ̄ * Z̄)) / sqrt(σ² + eps)
+
+    Running statistics, updated in each training forward::
+
+        running = (1 − momentum) * running + momentum * batch_statistic
+
+    with the *unbiased* batch variance (b/(b−1) σ²) for ``running_var``. Note the
+    convention: ``momentum`` is the weight of the *new* batch (as in PyTorch), the opposite
+    of the usual momentum in optimizers. Eval mode normalises with the running statistics,
+    which backward treats as constants. A training batch needs at least 2 rows.
+
+    Parameters
+    ----------
+    n : int
+        Number of units (features).
+    eps : float, default 1e-5
+    momentum : float in [0, 1], default 0.1
+    dtype : float32 (default) or float64
+    """
+
+    _params = ("G", "B")
+
+    def __init__(self, n: int, *, eps: float = 1e-5, momentum: float = 0.1, dtype=np.float32):
+        self.n = check_positive_int("BatchNorm", "n", n)
+        self.eps = check_float("BatchNorm", "eps", eps, 0.0, np.inf)
+        self.momentum = check_float("BatchNorm", "momentum", momentum, 0.0, 1.0)
+        dtype = check_dtype("BatchNorm", dtype)
+        self.G = Parameter(np.ones((1, n), dtype), "G")
+        self.B = Parameter(np.zeros((1, n), dtype), "B")
+        self.running_mean = np.zeros((1, n), dtype)
+        self.running_var = np.ones((1, n), dtype)
+
+    def forward(self, Z):
+        if Z.ndim != 2 or Z.shape[1] != self.n:
+            check_matrix(repr(self), Z, self.n)
+        dtype = self.G.data.dtype
+        if Z.dtype != dtype:
+            Z = Z.astype(dtype)
+        if self.training:
+            b = Z.shape[0]
+            if b < 2:
+                raise InputError(
+                    f"{self!r} in training mode needs a batch of at least 2 rows to compute "
+                    f"batch statistics, got array of shape {Z.shape}"
+                )
+            mu = Z.mean(axis=0, keepdims=True)
+            Zbar = Z - mu
+            var = np.mean(Zbar * Zbar, axis=0, keepdims=True)
+            m = self.momentum
+            self.running_mean *= 1 - m
+            self.running_mean += m * mu
+            self.running_var *= 1 - m
+            self.running_var += (m * b / (b - 1)) * var
+        else:
+            Zbar = Z - self.running_mean
+            var = self.running_var
+        self.inv_std = 1 / np.sqrt(var + dtype.type(self.eps))
+        Zbar *= self.inv_std
+        self.Zbar = Zbar
+        return Zbar * self.G.data + self.B.data
+
+    def backward(self, dLdA):
+        Zbar, inv_std = self.Zbar, self.inv_std
+        np.sum(dLdA * Zbar, axis=0, keepdims=True, out=self.G.grad)
+        np.sum(dLdA, axis=0, keepdims=True, out=self.B.grad)
+        dLdZbar = dLdA * self.G.data
+        if not self.training:  # running statistics are constants
+            return dLdZbar * inv_std
+        b = dLdA.shape[0]
+        dLdZ = dLdZbar - self.B.grad * (self.G.data / b)  # − mean(dLdZ̄)
+        dLdZ -= Zbar * (self.G.grad * (self.G.data / b))  # − Z̄ mean(dLdZ̄ Z̄)
+        dLdZ *= inv_std
+        return dLdZ
+
+    def config(self):
+        return {"n": self.n, "eps": self.eps, "momentum": self.momentum,
+                "dtype": self.G.data.dtype.name}
+
+    def __repr__(self):
+        return f"BatchNorm({self.n})"

@@ -1,0 +1,50 @@
+"""``Dropout``: the notes' regularizer that zeroes each unit with probability p in training."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_float
+from .._rng import as_generator
+from ..module import Module
+
+
+class Dropout(Module):
+    """Drop each unit with probability ``p`` during training; identity in eval mode.
+
+    This is *inverted* dropout: kept units are scaled by ``1/(1 − p)`` during training, so
+    the expected activation is unchanged and nothing needs rescaling at test time (the notes
+    instead multiply by ``1 − p`` at test time; the two agree in expectation).
+
+    Training forward, ``A: (n_samples, k) -> (n_samples, k)``::
+
+        mask = (u ≥ p) / (1 − p),  u ~ U[0, 1) fresh for every call
+        A_out = A * mask;          backward: dLdA = dLdA_out * mask
+
+    Parameters
+    ----------
+    p : float in [0, 1)
+        Probability that a unit is dropped (the notes' p).
+    rng : None, int or numpy.random.Generator
+        Source of the masks; kept as ``.rng`` so checkpoints can store its state.
+    """
+
+    def __init__(self, p: float, *, rng=None):
+        self.p = check_float("Dropout", "p", p, 0.0, 1.0, hi_open=True)
+        self.rng = as_generator(rng)
+        self.mask = None
+
+    def forward(self, A):
+        if not self.training or self.p == 0.0:
+            self.mask = None
+            return A
+        keep = self.rng.random(A.shape, dtype=np.float32) >= self.p
+        self.mask = keep.astype(A.dtype)
+        self.mask *= 1.0 / (1.0 - self.p)
+        return A * self.mask
+
+    def backward(self, dLdA):
+        return dLdA if self.mask is None else dLdA * self.mask
+
+    def config(self):
+        return {"p": self.p}

@@ -1,0 +1,81 @@
+"""``Linear``: the notes' fully connected layer, Z = A_prev W + W0."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._checks import check_dtype, check_matrix, check_positive_int
+from .._rng import as_generator
+from ..errors import InputError
+from ..init import VARIANCE, init_weights
+from ..module import Module
+from ..parameter import Parameter
+
+
+class Linear(Module):
+    """Fully connected layer from ``m`` inputs to ``n`` outputs.
+
+    Forward, ``A_prev: (n_samples, m) -> Z: (n_samples, n)``::
+
+        Z = A_prev @ W + W0          W: (m, n), W0: (1, n)
+
+    Backward, given ``dLdZ: (n_samples, n)`` (the chain rule, notes' Notation 17)::
+
+        dLdW     = A_prev.T @ dLdZ   (m, n)
+        dLdW0    = Σ_rows dLdZ       (1, n)
+        dLdA_prev = dLdZ @ W.T       (n_samples, m)
+
+    ``W`` keeps the notes' ``(m, n)`` shape; rows are samples, so the notes' ``Wᵀ A`` becomes
+    ``A @ W`` here.
+
+    Parameters
+    ----------
+    m, n : int
+        Number of inputs and outputs.
+    init : {"gaussian", "xavier", "he"}, default "gaussian"
+        Variance of the normal draw for ``W``: 1/m (the notes'), 2/(m+n) or 2/m.
+        ``W0`` starts at 0.
+    rng : None, int or numpy.random.Generator
+    dtype : float32 (default) or float64
+
+    Example
+    -------
+    >>> layer = Linear(3, 2, rng=0)
+    >>> layer(np.ones((5, 3), np.float32)).shape
+    (5, 2)
+    """
+
+    _params = ("W", "W0")
+
+    def __init__(self, m: int, n: int, *, init: str = "gaussian", rng=None, dtype=np.float32):
+        m = check_positive_int("Linear", "m", m)
+        n = check_positive_int("Linear", "n", n)
+        if init not in VARIANCE:
+            raise InputError(f"Linear expected init in {sorted(VARIANCE)}, got {init!r}")
+        dtype = check_dtype("Linear", dtype)
+        self.m, self.n, self.init = m, n, init
+        self.W = Parameter(init_weights(m, n, init, as_generator(rng), dtype), "W")
+        self.W0 = Parameter(np.zeros((1, n), dtype), "W0")
+        self.A_prev = None
+
+    def forward(self, A_prev: np.ndarray) -> np.ndarray:
+        if A_prev.ndim != 2 or A_prev.shape[1] != self.m:
+            check_matrix(repr(self), A_prev, self.m)
+        W = self.W.data
+        if A_prev.dtype != W.dtype:
+            A_prev = A_prev.astype(W.dtype)
+        self.A_prev = A_prev  # backward needs it for dLdW
+        Z = A_prev @ W
+        Z += self.W0.data
+        return Z
+
+    def backward(self, dLdZ: np.ndarray) -> np.ndarray:
+        np.matmul(self.A_prev.T, dLdZ, out=self.W.grad)
+        np.sum(dLdZ, axis=0, keepdims=True, out=self.W0.grad)
+        return dLdZ @ self.W.data.T
+
+    def config(self) -> dict:
+        return {"m": self.m, "n": self.n, "init": self.init, "dtype": self.W.data.dtype.name}
+
+    def __repr__(self) -> str:
+        return f"Linear({self.m}, {self.n})"

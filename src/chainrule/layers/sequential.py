@@ -1,0 +1,152 @@
+"""``Sequential``: a network as a list of modules, forward in order and backward in reverse."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validate import as_float_matrix
+from ..errors import InputError
+from ..module import named_parameters
+
+_PROTOCOL = ("__call__", "forward", "backward", "parameters", "train", "eval")
+
+
+class Sequential:
+    """Modules applied one after the other: ``A⁰ = X``, ``Aˡ = moduleₗ(Aˡ⁻¹)``.
+
+    Backward runs the chain rule from the loss back to the input::
+
+        dL/dAˡ⁻¹ = moduleₗ.backward(dL/dAˡ)      for l = L, ..., 1
+
+    ``modules`` holds the very objects given (not copies). Any object with ``__call__``,
+    ``forward``, ``backward``, ``parameters``, ``train`` and ``eval`` may be a module.
+
+    Example
+    -------
+    >>> import chainrule as cr
+    >>> model = cr.Sequential(cr.Linear(64, 32, rng=0), cr.ReLU(),
+    ...                       cr.Linear(32, 10, rng=1), cr.Softmax())
+    >>> loss = cr.NLLM()
+    >>> X = np.zeros((8, 64), np.float32); y = np.arange(8)
+    >>> value = loss(model(X), y)          # forward and loss
+    >>> dLdX = model.backward_from(loss)   # backward; each Parameter's .grad is set
+    """
+
+    def __init__(self, *modules):
+        for i, module in enumerate(modules):
+            missing = [m for m in _PROTOCOL if not hasattr(module, m)]
+            if missing:
+                raise InputError(
+                    f"Sequential expected modules with {', '.join(_PROTOCOL)}; "
+                    f"module {i} ({type(module).__name__}) has no {', '.join(missing)}"
+                )
+        self.modules = list(modules)
+        self.training = True
+        self.A = None  # the last output, so backward_from can check the loss saw it
+
+    # -- the protocol -------------------------------------------------------------------
+    def __call__(self, X):
+        return self.forward(X)
+
+    def forward(self, X) -> np.ndarray:
+        """``X: (n_samples, n_features) -> Aᴸ``; ``X`` is cast to the model's dtype."""
+        A = np.asarray(X)
+        dtype = self.dtype
+        if dtype is not None and A.dtype != dtype:
+            A = A.astype(dtype)
+        for module in self.modules:
+            A = module(A)
+        self.A = A
+        return A
+
+    def backward(self, dLdA: np.ndarray) -> np.ndarray:
+        """Back-propagate ``dL/dAᴸ`` through every module; return ``dL/dX``."""
+        for module in reversed(self.modules):
+            dLdA = module.backward(dLdA)
+        return dLdA
+
+    def backward_from(self, loss) -> np.ndarray:
+        """Back-propagate the loss last computed on this model's output; return ``dL/dX``.
+
+        When the last module is ``Softmax`` and the loss ``NLLM``, or ``Sigmoid`` and
+        ``NLL``, the two derivatives are fused (notes' Concept 19): the loss gradient
+        ``dL/dZᴸ = (Aᴸ − Y)/n`` (``/n`` only for ``reduction="mean"``) goes straight to the
+        module before the activation, which is both faster and exact where the activation
+        saturates.
+        """
+        if self.A is None or getattr(loss, "A", None) is not self.A:
+            raise InputError(
+                "backward_from(loss) expected a loss last computed on this model's output, "
+                "as in loss(model(X), Y); got a loss computed on another array"
+            )
+        last = self.modules[-1] if self.modules else None
+        fused = getattr(loss, "fused_backward", None)
+        if fused is not None and isinstance(last, loss.fuses_with):
+            dLdZ = fused()
+            for module in reversed(self.modules[:-1]):
+                dLdZ = module.backward(dLdZ)
+            return dLdZ
+        return self.backward(loss.backward())
+
+    def parameters(self) -> list:
+        return [p for module in self.modules for p in module.parameters()]
+
+    def named_parameters(self, prefix: str = "") -> list:
+        """``[(path, Parameter)]`` with paths ``"modules.0.W"``, ``"modules.0.W0"``, ..."""
+        return [
+            pair
+            for i, module in enumerate(self.modules)
+            for pair in named_parameters(module, f"{prefix}modules.{i}.")
+        ]
+
+    def train(self) -> Sequential:
+        self.training = True
+        for module in self.modules:
+            module.train()
+        return self
+
+    def eval(self) -> Sequential:
+        self.training = False
+        for module in self.modules:
+            module.eval()
+        return self
+
+    # -- using a trained model ---------------------------------------------------------
+    @property
+    def dtype(self) -> np.dtype | None:
+        """The dtype of the first parameter (None for a model without parameters)."""
+        for p in self.parameters():
+            return p.data.dtype
+        return None
+
+    def predict(self, X, batch_size: int | None = None) -> np.ndarray:
+        """The model's output ``Aᴸ`` for ``X``, computed in eval mode.
+
+        The mode of every module is restored afterwards and gradients are untouched.
+        ``batch_size`` bounds memory for large ``X`` (None: all rows at once).
+        """
+        X = as_float_matrix(X, "X", "predict", self.dtype)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise InputError(f"predict expected batch_size ≥ 1 or None, got {batch_size!r}")
+        modes = [getattr(m, "training", True) for m in self.modules]
+        was_training = self.training
+        self.eval()
+        try:
+            step = batch_size or len(X)
+            outs = [self.forward(X[i : i + step]) for i in range(0, len(X), step)]
+        finally:
+            self.training = was_training
+            for module, mode in zip(self.modules, modes):
+                module.train() if mode else module.eval()
+        return outs[0] if len(outs) == 1 else np.concatenate(outs)
+
+    def __len__(self) -> int:
+        return len(self.modules)
+
+    def __getitem__(self, i):
+        return self.modules[i]
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"  {m!r}" for m in self.modules)
+        return f"Sequential(\n{inner}\n)"
+

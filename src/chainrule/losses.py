@@ -1,0 +1,216 @@
+"""Losses L(A, Y) beside their derivatives dL/dA (notes' Notation 14).
+
+Each loss is called as ``loss(A, Y) -> float``: it checks ``Y`` against ``A``, computes the
+value and caches what ``loss.backward() -> dL/dA`` needs (an array of ``A``'s shape and
+dtype). ``reduction="mean"`` (default) divides the sum over samples by n; ``"sum"`` does not.
+
+``check_targets(Y, A_shape, dtype)`` does the checking once, and ``forward(A, Y)`` computes
+on checked targets; ``fit`` uses the two so its inner loop never re-validates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validate import check_finite
+from .errors import InputError
+from .layers.activations import Sigmoid, Softmax
+
+REDUCTIONS = ("mean", "sum")
+
+
+def _log_eps(dtype) -> float:
+    """Smallest probability a log may see: 1e-7 in float32, 1e-15 in float64."""
+    return 1e-7 if np.dtype(dtype) == np.float32 else 1e-15
+
+
+class Loss:
+    """Shared plumbing: the reduction, the cache, ``__call__`` = check + forward."""
+
+    fuses_with: type | tuple = ()
+
+    def __init__(self, reduction: str = "mean"):
+        if reduction not in REDUCTIONS:
+            raise InputError(
+                f"{type(self).__name__} expected reduction 'mean' or 'sum', got {reduction!r}"
+            )
+        self.reduction = reduction
+        self.A = None
+        self.Y = None
+
+    def __call__(self, A, Y) -> float:
+        A = np.asarray(A)
+        if A.ndim != 2:
+            raise InputError(
+                f"{self!r} expected A as a 2-D array (n_samples, n_outputs), "
+                f"got array of shape {A.shape}"
+            )
+        return self.forward(A, self.check_targets(Y, A.shape, A.dtype))
+
+    def forward(self, A: np.ndarray, Y: np.ndarray) -> float:
+        """Value of the loss for targets already passed through ``check_targets``."""
+        self.A, self.Y = A, Y
+        total = float(self._sum(A, Y))
+        return total / len(A) if self.reduction == "mean" else total
+
+    def backward(self) -> np.ndarray:
+        """dL/dA for the last ``forward``: shape and dtype of A."""
+        if self.A is None:
+            raise InputError(f"{self!r}.backward() needs a forward first: call loss(A, Y)")
+        dLdA = self._grad(self.A, self.Y)
+        if self.reduction == "mean":
+            dLdA /= len(self.A)
+        return dLdA
+
+    def _scale(self) -> float:
+        return 1.0 / len(self.A) if self.reduction == "mean" else 1.0
+
+    def check_targets(self, Y, A_shape: tuple, dtype) -> np.ndarray:
+        """``Y`` checked against ``A``'s shape, in the form ``forward`` expects."""
+        Y = np.asarray(Y)
+        n, k = A_shape
+        if Y.ndim == 1 and k == 1:
+            Y = Y.reshape(-1, 1)
+        if Y.shape != (n, k):
+            raise InputError(
+                f"{self!r} expected Y of shape {(n, k)}" + (f" or {(n,)}" if k == 1 else "")
+                + f" to match A, got array of shape {Y.shape}"
+            )
+        return self._as_float(Y, dtype)
+
+    def _as_float(self, Y, dtype):
+        if Y.dtype.kind not in "biuf":
+            raise InputError(f"{self!r} expected numeric Y, got array of dtype {Y.dtype}")
+        Y = Y.astype(dtype, copy=False)
+        check_finite(Y, "Y", repr(self))
+        return Y
+
+    def config(self) -> dict:
+        return {"reduction": self.reduction}
+
+    def __repr__(self) -> str:
+        extra = "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
+        return f"{type(self).__name__}({extra})"
+
+
+class SquareLoss(Loss):
+    """L = Σⱼ (aⱼ − yⱼ)² per sample; dL/dA = 2 (A − Y). Y: shape of A, or (n,) for k = 1."""
+
+    def _sum(self, A, Y):
+        D = A - Y
+        return np.vdot(D, D)
+
+    def _grad(self, A, Y):
+        D = A - Y
+        D *= 2
+        return D
+
+
+class AbsoluteLoss(Loss):
+    """L = Σⱼ |aⱼ − yⱼ| per sample; dL/dA = sign(A − Y) (0 where they are equal)."""
+
+    def _sum(self, A, Y):
+        return np.abs(A - Y).sum(dtype=np.float64)
+
+    def _grad(self, A, Y):
+        return np.sign(A - Y)
+
+
+class NLL(Loss):
+    """Binary negative log-likelihood (cross-entropy) for a sigmoid output a ∈ (0, 1)::
+
+        L = −(y log a + (1 − y) log(1 − a)),    dL/da = (a − y) / (a (1 − a))
+
+    ``Y``: 0/1 labels, ``(n,)`` or ``(n, 1)``. ``a`` is clipped to [ε, 1 − ε] (ε = 1e-7 in
+    float32, 1e-15 in float64) so a saturated model gives a large finite loss. After a
+    ``Sigmoid``, ``Sequential.backward_from`` uses the fused ``dL/dz = (a − y)/n``.
+    """
+
+    fuses_with = Sigmoid
+
+    def check_targets(self, Y, A_shape, dtype):
+        Y = super().check_targets(Y, A_shape, dtype)
+        if not np.all((Y == 0) | (Y == 1)):
+            bad = Y[(Y != 0) & (Y != 1)][:3]
+            raise InputError(f"{self!r} expected labels 0 or 1, got values such as {bad}")
+        return Y
+
+    def _clip(self, A):
+        eps = _log_eps(A.dtype)
+        return np.clip(A, eps, 1 - eps)
+
+    def _sum(self, A, Y):
+        Ac = self._clip(A)
+        return -(np.vdot(Y, np.log(Ac)) + np.vdot(1 - Y, np.log1p(-Ac)))
+
+    def _grad(self, A, Y):
+        Ac = self._clip(A)
+        return (Ac - Y) / (Ac * (1 - Ac))
+
+    def fused_backward(self):
+        return (self.A - self.Y) * self.A.dtype.type(self._scale())
+
+
+class NLLM(Loss):
+    """Multiclass negative log-likelihood (cross-entropy) for a softmax output::
+
+        L = −Σⱼ yⱼ log aⱼ,    dL/daⱼ = −yⱼ / aⱼ
+
+    ``Y``: one-hot ``(n, k)`` or integer class labels ``(n,)`` in ``0..k-1`` (kept as labels:
+    no one-hot matrix is built). ``a`` is clipped below at ε (1e-7 in float32, 1e-15 in
+    float64). After a ``Softmax``, ``Sequential.backward_from`` uses the fused
+    ``dL/dZ = (A − Y)/n`` (notes' Concept 19).
+    """
+
+    fuses_with = Softmax
+
+    def check_targets(self, Y, A_shape, dtype):
+        Y = np.asarray(Y)
+        n, k = A_shape
+        if Y.ndim == 2:
+            return super().check_targets(Y, A_shape, dtype)
+        if Y.shape != (n,):
+            raise InputError(
+                f"{self!r} expected integer labels of shape {(n,)} or one-hot Y of shape "
+                f"{(n, k)}, got array of shape {Y.shape}"
+            )
+        if Y.dtype.kind == "f":
+            check_finite(Y, "Y", repr(self))
+            if not np.all(Y == np.round(Y)):
+                raise InputError(f"{self!r} expected integer class labels, got {Y[:5]}")
+        elif Y.dtype.kind not in "biu":
+            raise InputError(f"{self!r} expected integer class labels, got dtype {Y.dtype}")
+        if n and (Y.min() < 0 or Y.max() >= k):
+            raise InputError(
+                f"{self!r} expected class labels in 0..{k - 1} for A with {k} columns, "
+                f"got labels from {Y.min()} to {Y.max()}"
+            )
+        return Y.astype(np.intp, copy=False)
+
+    def _picked(self, A, Y):
+        return A[np.arange(len(A)), Y]
+
+    def _sum(self, A, Y):
+        eps = _log_eps(A.dtype)
+        if Y.ndim == 1:
+            return -np.log(np.maximum(self._picked(A, Y), eps)).sum(dtype=np.float64)
+        return -np.vdot(Y, np.log(np.maximum(A, eps)))
+
+    def _grad(self, A, Y):
+        eps = _log_eps(A.dtype)
+        if Y.ndim == 1:
+            G = np.zeros_like(A)
+            rows = np.arange(len(A))
+            G[rows, Y] = -1 / np.maximum(A[rows, Y], eps)
+            return G
+        return -Y / np.maximum(A, eps)
+
+    def fused_backward(self):
+        A, Y = self.A, self.Y
+        if Y.ndim == 1:
+            G = A.copy()
+            G[np.arange(len(A)), Y] -= 1
+        else:
+            G = A - Y
+        G *= A.dtype.type(self._scale())
+        return G
