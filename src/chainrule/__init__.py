@@ -6,16 +6,29 @@
 from .errors import ChainruleError, DivergenceError, ModelFileError
 from .gradcheck import gradcheck
 from .layers import (
-    BatchNorm, Dropout, Identity, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Softmax, Step,
+    BatchNorm,
+    Dropout,
+    Identity,
+    LeakyReLU,
+    Linear,
+    ReLU,
+    Sequential,
+    Sigmoid,
+    Softmax,
+    Step,
     Tanh,
 )
 from .losses import NLL, NLLM, AbsoluteLoss, SquareLoss
 from .module import Module
+from .optimizers import SGD, Adadelta, Adagrad, Adam, Momentum, RMSprop
 from .parameter import Parameter
+from .training import EarlyStopping, History, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SGD", "Adadelta", "Adagrad", "Adam", "EarlyStopping", "History", "Momentum", "RMSprop",
+    "fit",
     "AbsoluteLoss", "BatchNorm", "ChainruleError", "DivergenceError", "Dropout", "Identity",
     "LeakyReLU", "Linear", "Module", "ModelFileError", "NLL", "NLLM", "Parameter", "ReLU",
     "Sequential", "Sigmoid", "Softmax", "SquareLoss", "Step", "Tanh", "gradcheck",

@@ -1,0 +1,349 @@
+"""The ``chainrule`` command: train a network on a data set, evaluate or use a saved model.
+
+    chainrule train                        # an MLP on digits; prints test accuracy
+    chainrule train --data iris --hidden 16 16 --epochs 100 --save iris.safetensors
+    chainrule train --data my.csv --label price --optimizer sgd --lr 0.01
+    chainrule evaluate iris.safetensors
+    chainrule predict iris.safetensors new_rows.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from .errors import ChainruleError, DivergenceError
+
+ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "leaky_relu": "LeakyReLU",
+               "identity": "Identity"}
+OPTIMIZERS = {"sgd": "SGD", "momentum": "Momentum", "adagrad": "Adagrad", "rmsprop": "RMSprop",
+              "adadelta": "Adadelta", "adam": "Adam"}
+DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "adagrad": 0.01, "rmsprop": 0.001,
+              "adadelta": 1.0, "adam": 0.001}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line on stderr and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"chainrule: error: {message} (see chainrule {self.prog.split()[-1]} "
+                     "--help)\n" if " " in self.prog else f"chainrule: error: {message}\n")
+
+
+def _positive_int(text):
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _batch_size(text):
+    return None if text in ("full", "all", "none") else _positive_int(text)
+
+
+def _fraction(text):
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return value
+
+
+def _nonnegative(text):
+    value = float(text)
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number ≥ 0, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="chainrule", description=(
+        "Train small neural networks with explicit back-propagation (MIT 6.390, chapter 6)."),
+        epilog="Run 'chainrule train' with no options to train an MLP on the digits data set.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
+                                metavar="{train,evaluate,predict}")
+
+    t = sub.add_parser("train", help="train a network and print its test accuracy",
+                       description="Train an MLP and report its accuracy (classification) "
+                       "or R² and MSE (regression) on a held-out test split.")
+    d = t.add_argument_group("data")
+    d.add_argument("--data", default="digits", help="digits, iris, wine, breast_cancer, "
+                   "diabetes, or a CSV file with a header row (default: digits)")
+    d.add_argument("--label", help="label column of a CSV file (default: the last column)")
+    d.add_argument("--task", choices=["classification", "regression"],
+                   help="for a CSV file (default: guessed from the label column)")
+    d.add_argument("--test-size", type=_fraction, default=0.2,
+                   help="fraction held out for testing (default: 0.2)")
+    n = t.add_argument_group("network")
+    n.add_argument("--hidden", type=_positive_int, nargs="*", default=[128], metavar="N",
+                   help="hidden layer sizes (default: 128); give none for a linear model")
+    n.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
+                   help="hidden activation (default: relu)")
+    n.add_argument("--init", choices=["gaussian", "xavier", "he"], default=None,
+                   help="weight initialisation (default: he for relu, else xavier)")
+    n.add_argument("--dropout", type=_fraction, default=0.0,
+                   help="dropout probability after each hidden layer (default: 0)")
+    n.add_argument("--batch-norm", action="store_true", help="BatchNorm after each hidden Linear")
+    n.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    o = t.add_argument_group("training")
+    o.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
+    o.add_argument("--lr", type=_nonnegative, help="step size η (default: per optimizer, "
+                   "0.001 for adam)")
+    o.add_argument("--schedule", choices=["constant", "step", "exponential", "inverse_time",
+                                          "cosine"], default="constant",
+                   help="step-size schedule η(t) over the steps (default: constant)")
+    o.add_argument("--epochs", type=_positive_int, default=30, help="(default: 30)")
+    o.add_argument("--batch-size", type=_batch_size, default=32,
+                   help="1 = SGD, 'full' = batch gradient descent (default: 32)")
+    o.add_argument("--weight-decay", type=_nonnegative, default=0.0,
+                   help="λ of the penalty λ‖W‖² (default: 0)")
+    o.add_argument("--input-noise", type=_nonnegative, default=0.0,
+                   help="σ of Gaussian noise added to training inputs (default: 0)")
+    o.add_argument("--clip-grad-norm", type=_nonnegative, default=None)
+    o.add_argument("--validation-split", type=_fraction, default=0.1,
+                   help="fraction of training rows for validation (default: 0.1)")
+    o.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+                   help="stop after PATIENCE epochs without validation improvement and "
+                   "keep the best weights (default: off)")
+    o.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    out = t.add_argument_group("output")
+    out.add_argument("--save", metavar="PATH", help="write the trained model (.safetensors)")
+    out.add_argument("--report", metavar="PATH", help="write an HTML report of the run")
+    prog = out.add_mutually_exclusive_group()
+    prog.add_argument("--progress", dest="progress", action="store_true", default=None,
+                      help="always show progress bars")
+    prog.add_argument("--no-progress", dest="progress", action="store_false",
+                      help="never show progress bars")
+
+    e = sub.add_parser("evaluate", help="evaluate a saved model on its test split or a CSV",
+                       description="Print test accuracy (or R² and MSE) of a model saved by "
+                       "'chainrule train --save'.")
+    e.add_argument("model", help="a .safetensors file written by 'chainrule train --save'")
+    e.add_argument("data", nargs="?", help="a labelled CSV (default: the test split the "
+                   "model was trained with)")
+
+    p = sub.add_parser("predict", help="print predictions of a saved model for a CSV",
+                       description="Print one prediction per row of DATA.csv.")
+    p.add_argument("model", help="a .safetensors file written by 'chainrule train --save'")
+    p.add_argument("data", help="a CSV file with a header row and the model's feature columns")
+    p.add_argument("--output", metavar="PATH", help="write predictions to this CSV instead")
+    return parser
+
+
+# -- train ---------------------------------------------------------------------------------
+
+def _load_data(args):
+    from . import datasets
+    if args.data in datasets.BUNDLED:
+        return datasets.load(args.data, test_size=args.test_size, rng=args.seed)
+    if args.label is None:  # default: the last column of the header
+        try:
+            with open(args.data) as f:
+                args.label = f.readline().strip().split(",")[-1].strip()
+        except OSError as e:
+            raise ChainruleError(
+                f"--data expected one of {sorted(datasets.BUNDLED)} or a CSV file, "
+                f"got {args.data!r} ({e.strerror})") from None
+    return datasets.load_csv(args.data, args.label, task=args.task, test_size=args.test_size,
+                             rng=args.seed)
+
+
+def _build(args, data, rng):
+    import chainrule as cr
+    dtype = np.dtype(args.dtype)
+    init = args.init or ("he" if args.activation in ("relu", "leaky_relu") else "xavier")
+    modules, m = [], data.X_train.shape[1]
+    for width in args.hidden:
+        modules.append(cr.Linear(m, width, init=init, rng=rng, dtype=dtype))
+        if args.batch_norm:
+            modules.append(cr.BatchNorm(width, dtype=dtype))
+        modules.append(getattr(cr, ACTIVATIONS[args.activation])())
+        if args.dropout:
+            modules.append(cr.Dropout(args.dropout, rng=rng))
+        m = width
+    k = data.n_outputs
+    if data.task == "classification" and k == 2:
+        modules += [cr.Linear(m, 1, init="xavier", rng=rng, dtype=dtype), cr.Sigmoid()]
+        loss = cr.NLL()
+    elif data.task == "classification":
+        modules += [cr.Linear(m, k, init="xavier", rng=rng, dtype=dtype), cr.Softmax()]
+        loss = cr.NLLM()
+    else:
+        modules += [cr.Linear(m, k, init="xavier", rng=rng, dtype=dtype), cr.Identity()]
+        loss = cr.SquareLoss()
+    return cr.Sequential(*modules), loss
+
+
+def _schedule(args, lr, total_steps):
+    from . import schedules
+    if args.schedule == "constant":
+        return lr
+    return {
+        "step": lambda: schedules.step_decay(lr, drop=0.5, every=max(1, total_steps // 4)),
+        "exponential": lambda: schedules.exponential_decay(
+            lr, gamma=0.01 ** (1 / max(1, total_steps))),
+        "inverse_time": lambda: schedules.inverse_time(lr, k=10 / max(1, total_steps)),
+        "cosine": lambda: schedules.cosine(lr, total_steps),
+    }[args.schedule]()
+
+
+def _metrics(data, model, X, y, y_scale) -> dict:
+    A = model.predict(X)
+    if data.task == "classification":
+        pred = (A[:, 0] >= 0.5).astype(int) if A.shape[1] == 1 else A.argmax(axis=1)
+        return {"accuracy": float(np.mean(pred == y))}
+    pred = A * y_scale[1] + y_scale[0]
+    Y = y.reshape(pred.shape)
+    mse = float(np.mean((pred - Y) ** 2))
+    r2 = 1 - float(np.sum((pred - Y) ** 2) / np.sum((Y - Y.mean(axis=0)) ** 2))
+    return {"r2": r2, "mse": mse}
+
+
+def _print_metrics(metrics: dict) -> None:
+    if "accuracy" in metrics:
+        print(f"test accuracy: {metrics['accuracy']:.3f}")
+    else:
+        print(f"test R²: {metrics['r2']:.3f}")
+        print(f"test MSE: {metrics['mse']:.4g}")
+
+
+def train(args) -> int:
+    import chainrule as cr
+
+    from . import optimizers
+    rng = np.random.default_rng(args.seed)
+    data = _load_data(args)
+    model, loss = _build(args, data, rng)
+    y_train = data.y_train
+    y_scale = (0.0, 1.0)
+    if data.task == "regression":  # fit standardised targets; report in original units
+        y_scale = (float(y_train.mean()), float(y_train.std() or 1.0))
+        y_train = (y_train - y_scale[0]) / y_scale[1]
+    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    n_fit = int(len(y_train) * (1 - args.validation_split))
+    steps = args.epochs * (1 if args.batch_size is None else -(-n_fit // args.batch_size))
+    opt = getattr(optimizers, OPTIMIZERS[args.optimizer])(
+        lr=_schedule(args, lr, steps), weight_decay=args.weight_decay)
+    early = cr.EarlyStopping(patience=args.early_stopping) if args.early_stopping else None
+    print(f"{data.name}: {len(y_train)} training rows, {len(data.y_test)} test rows, "
+          f"{data.X_train.shape[1]} features, " + (
+              f"{data.n_outputs} classes" if data.task == "classification" else "regression"),
+          file=sys.stderr)
+    history = cr.fit(model, loss, data.X_train, y_train, optimizer=opt, epochs=args.epochs,
+                     batch_size=args.batch_size, validation_split=args.validation_split,
+                     early_stopping=early, input_noise=args.input_noise,
+                     clip_grad_norm=args.clip_grad_norm, rng=rng, progress=args.progress)
+    metrics = _metrics(data, model, data.X_test, data.y_test, y_scale)
+    if history.interrupted:
+        print("training interrupted: evaluating the model as it is", file=sys.stderr)
+    if args.save:
+        _save(args, model, data, y_scale)
+        print(f"saved model to {args.save}", file=sys.stderr)
+    if args.report:
+        from .report import write_report
+        write_report(args.report, model=model, loss=loss, data=data, history=history,
+                     settings=vars(args), metrics=metrics)
+        print(f"wrote report to {args.report}", file=sys.stderr)
+    _print_metrics(metrics)
+    return 0
+
+
+def _save(args, model, data, y_scale):
+    from .serialization import save_checkpoint
+    meta = {"cli": {
+        "task": data.task, "classes": data.classes, "features": data.feature_names,
+        "data": args.data, "label": args.label, "seed": args.seed, "test_size": args.test_size,
+        "y_scale": list(y_scale),
+    }}
+    tensors = {}
+    if data.mean is not None:
+        tensors = {"mean": data.mean, "std": data.std}
+    save_checkpoint(args.save, model, None, meta, tensors)
+
+
+# -- evaluate and predict ------------------------------------------------------------------
+
+def _open(path):
+    from .serialization import load_checkpoint
+    model, _, meta, tensors = load_checkpoint(path)
+    info = meta.get("cli") if isinstance(meta, dict) else None
+    if not isinstance(info, dict):
+        raise ChainruleError(f"{path!r} was not written by 'chainrule train --save'")
+    return model, info, tensors
+
+
+def _read_features(path, info, tensors, with_label):
+    from .datasets import read_csv
+    X, labels, names = read_csv(path, info["label"] if with_label else None)
+    if with_label is False and info.get("label") in names:  # a labelled file given to predict
+        keep = [i for i, n in enumerate(names) if n != info["label"]]
+        X, names = X[:, keep], [names[i] for i in keep]
+    if names != info["features"]:
+        raise ChainruleError(f"{path!r} expected feature columns {info['features']}, "
+                             f"got {names}")
+    if "mean" in tensors:
+        X = (X - tensors["mean"]) / tensors["std"]
+    return X, labels
+
+
+def evaluate(args) -> int:
+    from . import datasets
+    model, info, tensors = _open(args.model)
+    if args.data is None:
+        if info["data"] not in datasets.BUNDLED:
+            ns = argparse.Namespace(data=info["data"], label=info["label"],
+                                    task=info["task"], test_size=info["test_size"],
+                                    seed=info["seed"])
+            data = _load_data(ns)
+        else:
+            data = datasets.load(info["data"], test_size=info["test_size"], rng=info["seed"])
+        X, y = data.X_test, data.y_test
+    else:
+        X, labels = _read_features(args.data, info, tensors, with_label=True)
+        data = argparse.Namespace(task=info["task"])
+        if info["task"] == "classification":
+            index = {c: i for i, c in enumerate(info["classes"])}
+            unknown = sorted(set(labels) - set(index))
+            if unknown:
+                raise ChainruleError(f"{args.data!r} has labels the model does not know: "
+                                     f"{unknown[:5]}; known: {info['classes']}")
+            y = np.array([index[v] for v in labels])
+        else:
+            y = np.array([float(v) for v in labels], dtype=np.float32)
+    _print_metrics(_metrics(data, model, X, y, info["y_scale"]))
+    return 0
+
+
+def predict(args) -> int:
+    model, info, tensors = _open(args.model)
+    X, _ = _read_features(args.data, info, tensors, with_label=False)
+    A = model.predict(X)
+    if info["task"] == "classification":
+        index = (A[:, 0] >= 0.5).astype(int) if A.shape[1] == 1 else A.argmax(axis=1)
+        rows = [info["classes"][i] for i in index]
+    else:
+        lo, scale = info["y_scale"]
+        rows = [" ".join(f"{v:.6g}" for v in row) for row in A * scale + lo]
+    text = "prediction\n" + "\n".join(str(r) for r in rows) + "\n"
+    if args.output:
+        from .serialization import atomic_write_bytes
+        atomic_write_bytes(args.output, text.encode())
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"train": train, "evaluate": evaluate, "predict": predict}[args.command](args)
+    except DivergenceError as e:
+        print(f"chainrule: {e}", file=sys.stderr)
+        return 1
+    except ChainruleError as e:
+        print(f"chainrule: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+

@@ -1,0 +1,450 @@
+"""``fit``: gradient descent on a ``Sequential``, with the notes' regularizers and diagnostics.
+
+One optimizer step (notes' section 6.6)::
+
+    A = model.forward(X_batch)              forward pass, caches for backward
+    L = loss(A, Y_batch)
+    model.backward_from(loss)               every Parameter's .grad = dL/dW
+    optimizer.step(params)                  W ← W − η · (update from .grad)
+
+``batch_size=1`` is stochastic gradient descent, ``batch_size=None`` batch gradient descent
+(the whole training set each step), anything else mini-batch gradient descent.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import signal
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+
+from . import progress as _progress
+from ._checks import check_float
+from ._rng import as_generator
+from ._validate import as_float_matrix, check_same_length
+from .errors import DivergenceError, InputError
+from .losses import NLL, NLLM, Loss
+from .module import named_parameters
+
+
+class EarlyStopping:
+    """Stop when the validation loss stops decreasing (notes' Definition 30).
+
+    An epoch improves when ``val_loss < best − min_delta``. Training stops after ``patience``
+    consecutive epochs without improvement, so with the best epoch at (0-based) index k it
+    runs k + 1 + patience epochs. With ``restore_best`` the model ends with the weights of
+    its best epoch. ``fit`` needs validation data to use it.
+    """
+
+    def __init__(self, patience: int = 5, min_delta: float = 0.0, restore_best: bool = True):
+        if not isinstance(patience, numbers.Integral) or isinstance(patience, bool) \
+                or patience < 0:
+            raise InputError(f"EarlyStopping expected patience ≥ 0 (an int), got {patience!r}")
+        self.patience = int(patience)
+        self.min_delta = check_float("EarlyStopping", "min_delta", min_delta, 0.0, np.inf)
+        self.restore_best = bool(restore_best)
+        self.reset()
+
+    def reset(self) -> None:
+        self.best = math.inf
+        self.best_epoch = None
+        self.wait = 0
+        self.best_weights = None
+
+    def update(self, epoch: int, val_loss: float, params: list) -> bool:
+        """Record epoch ``epoch``'s validation loss; return True when training should stop."""
+        if val_loss < self.best - self.min_delta:
+            self.best, self.best_epoch, self.wait = val_loss, epoch, 0
+            if self.restore_best:
+                self.best_weights = [p.data.copy() for p in params]
+            return False
+        self.wait += 1
+        return self.wait >= self.patience
+
+    def restore(self, params: list) -> None:
+        if self.restore_best and self.best_weights is not None:
+            for p, W in zip(params, self.best_weights):
+                p.data[...] = W
+
+    def __repr__(self) -> str:
+        return (f"EarlyStopping(patience={self.patience}, min_delta={self.min_delta}, "
+                f"restore_best={self.restore_best})")
+
+
+class History:
+    """What ``fit`` measured, epoch by epoch.
+
+    Attributes
+    ----------
+    history : dict[str, list[float]]
+        ``"loss"`` (mean training loss over the epoch's batches), ``"val_loss"`` (after the
+        epoch's updates, eval mode), ``"accuracy"``/``"val_accuracy"`` for NLL and NLLM, and
+        ``"time"`` (wall seconds per epoch).
+    grad_norms : dict[str, list[float]]
+        Per parameter path (``"modules.0.W"``), the L2 norm of its gradient averaged over
+        each epoch's steps: vanishing gradients show up as first layers orders of magnitude
+        below the last (notes' section 6.7.3), exploding ones as growing norms.
+    best_epoch : int or None
+        0-based epoch of the lowest validation loss (training loss without validation).
+    stopped_early, interrupted : bool
+    """
+
+    def __init__(self):
+        self.history: dict[str, list[float]] = {}
+        self.grad_norms: dict[str, list[float]] = {}
+        self.best_epoch: int | None = None
+        self.stopped_early = False
+        self.interrupted = False
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history.get("loss", []))
+
+    def _append(self, figures: dict) -> None:
+        for key, value in figures.items():
+            self.history.setdefault(key, []).append(value)
+        monitor = self.history.get("val_loss") or self.history["loss"]
+        self.best_epoch = int(np.argmin(monitor))
+
+    def to_dict(self) -> dict:
+        return {"history": self.history, "grad_norms": self.grad_norms,
+                "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
+                "interrupted": self.interrupted}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        h = cls()
+        h.history = {k: [float(v) for v in vs] for k, vs in d["history"].items()}
+        h.grad_norms = {k: [float(v) for v in vs] for k, vs in d["grad_norms"].items()}
+        h.best_epoch = d["best_epoch"]
+        h.stopped_early = bool(d["stopped_early"])
+        h.interrupted = bool(d["interrupted"])
+        return h
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 4) for k, v in self.history.items() if v and k != "time"}
+        return (f"History(epochs={self.epochs}, best_epoch={self.best_epoch}, "
+                f"stopped_early={self.stopped_early}, interrupted={self.interrupted}, last={last})")
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def accuracy(loss, A: np.ndarray, Y: np.ndarray) -> float | None:
+    """Fraction of correct predictions for the classification losses, else None.
+
+    NLLM: argmax of each row against the label; NLL: ``A ≥ 0.5`` against the 0/1 label.
+    ``Y`` is in the form returned by ``loss.check_targets``.
+    """
+    if isinstance(loss, NLLM):
+        labels = Y if Y.ndim == 1 else Y.argmax(axis=1)
+        return float(np.mean(A.argmax(axis=1) == labels))
+    if isinstance(loss, NLL):
+        return float(np.mean((A >= 0.5) == (Y >= 0.5)))
+    return None
+
+
+def _check_loss(loss) -> None:
+    if not isinstance(loss, Loss):
+        raise InputError(
+            "fit expected a chainrule loss (SquareLoss(), AbsoluteLoss(), NLL(), NLLM()), "
+            f"got {type(loss).__name__}"
+        )
+
+
+def _prepare(model, loss, X, Y, owner: str):
+    """Validate X and Y once; return them in the model's dtype and the loss's target form."""
+    dtype = getattr(model, "dtype", None)
+    X = as_float_matrix(X, "X", owner, dtype)
+    Y = np.asarray(Y)
+    if Y.ndim == 0:
+        raise InputError(f"{owner} expected Y with one row per sample, got a scalar")
+    check_same_length(X, Y, owner)
+    k = _predict(model, X[:2]).shape[1]  # also checks X's feature count against the model
+    return X, loss.check_targets(Y, (len(X), k), X.dtype)
+
+
+def _predict(model, X: np.ndarray) -> np.ndarray:
+    if hasattr(model, "predict"):
+        return model.predict(X)
+    was = getattr(model, "training", True)
+    model.eval()
+    try:
+        return model.forward(X)
+    finally:
+        model.train() if was else model.eval()
+
+
+def evaluate(model, loss, X: np.ndarray, Y: np.ndarray) -> dict:
+    """``{"loss": ..., "accuracy": ...}`` of ``model`` on prepared ``X``, ``Y`` in eval mode."""
+    A = _predict(model, X)
+    out = {"loss": loss.forward(A, Y)}
+    acc = accuracy(loss, A, Y)
+    if acc is not None:
+        out["accuracy"] = acc
+    return out
+
+
+def _check_options(epochs, batch_size, validation_split, input_noise, clip_grad_norm,
+                   early_stopping, has_validation):
+    if not isinstance(epochs, numbers.Integral) or isinstance(epochs, bool) or epochs < 0:
+        raise InputError(f"fit expected epochs ≥ 0 (an int), got {epochs!r}")
+    if batch_size is not None and (not isinstance(batch_size, numbers.Integral)
+                                   or isinstance(batch_size, bool) or batch_size <= 0):
+        raise InputError(f"fit expected batch_size ≥ 1 or None, got {batch_size!r}")
+    check_float("fit", "validation_split", validation_split, 0.0, 1.0, hi_open=True)
+    check_float("fit", "input_noise", input_noise, 0.0, np.inf)
+    if clip_grad_norm is not None:
+        check_float("fit", "clip_grad_norm", clip_grad_norm, 0.0, np.inf)
+        if clip_grad_norm == 0:
+            raise InputError("fit expected clip_grad_norm > 0 or None, got 0")
+    if early_stopping is not None:
+        if not isinstance(early_stopping, EarlyStopping):
+            raise InputError(
+                f"fit expected early_stopping=EarlyStopping(...) or None, got {early_stopping!r}"
+            )
+        if not has_validation:
+            raise InputError(
+                "fit with early_stopping expected validation_data=(X_val, Y_val) or "
+                "validation_split > 0, got neither"
+            )
+
+
+@contextmanager
+def _deferred_interrupt():
+    """Turn Ctrl-C into a flag that the loop reads after each complete step.
+
+    Yields a one-element list whose item becomes True on SIGINT. Outside the main thread
+    signals cannot be caught; there ``KeyboardInterrupt`` is handled by the caller.
+    """
+    flag = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag[0] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _diverged(epoch, step, paths, modules_of, what, culprit) -> DivergenceError:
+    layer = culprit.split(".")[1] if culprit.startswith("modules.") else culprit
+    return DivergenceError(
+        f"training diverged at epoch {epoch}, step {step}, layer {layer} ({culprit}"
+        f"{modules_of.get(culprit, '')}): {what} is not finite. The model keeps the weights "
+        "from before this step; try a smaller learning rate, clip_grad_norm, or scaled inputs."
+    )
+
+
+# -- fit -----------------------------------------------------------------------------------
+
+def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int | None = 32,
+        shuffle: bool = True, validation_data=None, validation_split: float = 0.0,
+        early_stopping: EarlyStopping | None = None, input_noise: float = 0.0,
+        clip_grad_norm: float | None = None, rng=None, progress=None, callbacks=(),
+        checkpoint=None, _resume_state=None) -> History:
+    """Train ``model`` on ``(X, Y)`` by gradient descent on ``loss``; return a :class:`History`.
+
+    Parameters
+    ----------
+    model : Sequential
+    loss : SquareLoss, AbsoluteLoss, NLL or NLLM
+    X : array (n_samples, n_features); Y : targets as the loss accepts them
+    optimizer : optimizer, default ``Adam()``
+    epochs : int, default 10
+    batch_size : int or None, default 32
+        1: SGD; None: batch gradient descent; larger than the data: the whole data.
+    shuffle : bool, default True
+        Reshuffle the training rows every epoch (through ``rng``).
+    validation_data : (X_val, Y_val), optional
+    validation_split : float in [0, 1), default 0
+        Hold out this fraction of the rows (the last ones, before shuffling) for validation.
+    early_stopping : EarlyStopping, optional
+    input_noise : float, default 0
+        σ of fresh N(0, σ²) noise added to each training batch's inputs (the notes'
+        perturbation); never to validation or prediction.
+    clip_grad_norm : float, optional
+        Rescale the gradients so their global L2 norm is at most this.
+    rng : None, int or numpy.random.Generator
+        Shuffling and input noise (Dropout has its own ``rng``).
+    progress : None, bool
+        A bar per epoch; None: only when stderr is a terminal.
+    callbacks : objects with ``on_epoch_end(epoch, logs) -> bool | None`` (True stops)
+        and/or ``on_step_end(step, logs)``.
+    checkpoint : path, optional
+        After every epoch, atomically write all that ``resume`` needs to go on.
+
+    Raises
+    ------
+    DivergenceError
+        When a loss, gradient or updated weight is not finite; the message names the
+        epoch, step (both 0-based) and layer, and the model keeps its last finite weights.
+    """
+    _check_loss(loss)
+    has_validation = validation_data is not None or validation_split > 0
+    _check_options(epochs, batch_size, validation_split, input_noise, clip_grad_norm,
+                   early_stopping, has_validation)
+    X, Y = _prepare(model, loss, X, Y, "fit")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise InputError("fit expected validation_data=(X_val, Y_val)")
+        Xv, Yv = _prepare(model, loss, *validation_data, "fit (validation_data)")
+    elif validation_split > 0:
+        n_val = int(round(len(X) * validation_split))
+        if n_val < 1 or n_val >= len(X):
+            raise InputError(
+                f"fit expected validation_split to leave at least one row for training and "
+                f"for validation, got {validation_split} of {len(X)} rows"
+            )
+        X, Xv, Y, Yv = X[:-n_val], X[-n_val:], Y[:-n_val], Y[-n_val:]
+    else:
+        Xv = Yv = None
+    if optimizer is None:
+        from .optimizers import Adam
+        optimizer = Adam()
+    rng = as_generator(rng)
+    callbacks = list(callbacks)
+
+    named = named_parameters(model)
+    paths = [path for path, _ in named]
+    params = [p for _, p in named]
+    modules_of = {path: f", {model.modules[int(path.split('.')[1])]!r}"
+                  for path in paths
+                  if path.startswith("modules.") and hasattr(model, "modules")}
+    history = History()
+    start_epoch = 0
+    if _resume_state is not None:
+        history, start_epoch = _resume_state["history"], _resume_state["epoch"]
+        if early_stopping is not None and _resume_state.get("early_stopping") is not None:
+            early_stopping.__dict__.update(_resume_state["early_stopping"])
+    elif early_stopping is not None:
+        early_stopping.reset()
+    for path in paths:
+        history.grad_norms.setdefault(path, [])
+
+    n = len(X)
+    bs = n if batch_size is None else min(int(batch_size), n)
+    show = _progress.wanted(progress)
+    backward = model.backward_from if hasattr(model, "backward_from") else (
+        lambda loss: model.backward(loss.backward()))
+    backups = [np.empty_like(p.data) for p in params]
+    norms = np.zeros(len(params))
+    dtype = X.dtype
+    stop = False
+    step_logs: dict = {}
+
+    with _deferred_interrupt() as interrupted:
+        for epoch in range(start_epoch, epochs):
+            t0 = time.perf_counter()
+            model.train()
+            order = rng.permutation(n) if shuffle else None
+            norm_sum = np.zeros(len(params))
+            loss_sum, correct, steps = 0.0, 0.0, 0
+            bar = _progress.EpochBar(epoch, epochs, -(-n // bs)) if show else None
+            for step, start in enumerate(range(0, n, bs)):
+                if order is None:
+                    Xb, Yb = X[start:start + bs], Y[start:start + bs]
+                else:
+                    idx = order[start:start + bs]
+                    Xb, Yb = X.take(idx, axis=0), Y.take(idx, axis=0)
+                if input_noise:
+                    Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(dtype)
+                try:
+                    A = model.forward(Xb)
+                    value = loss.forward(A, Yb)
+                    backward(loss)
+                    for i, p in enumerate(params):
+                        g = p.grad.reshape(-1)
+                        norms[i] = math.sqrt(float(np.dot(g, g)))
+                    if not (math.isfinite(value) and np.isfinite(norms).all()):
+                        bad = [path for path, v in zip(paths, norms) if not math.isfinite(v)]
+                        culprit = bad[0] if bad else (paths[-1] if paths else "output")
+                        what = "the gradient" if bad else "the loss"
+                        raise _diverged(epoch, step, paths, modules_of, what, culprit)
+                    if clip_grad_norm is not None:
+                        total = math.sqrt(float(np.dot(norms, norms)))
+                        if total > clip_grad_norm:
+                            scale = clip_grad_norm / total
+                            for p in params:
+                                p.grad *= scale
+                    for W, p in zip(backups, params):
+                        np.copyto(W, p.data)
+                    optimizer.step(params)
+                    for path, p in zip(paths, params):
+                        if not np.isfinite(np.sum(p.data)) and not np.isfinite(p.data).all():
+                            for W_old, q in zip(backups, params):
+                                np.copyto(q.data, W_old)
+                            raise _diverged(epoch, step, paths, modules_of,
+                                            "the updated weight", path)
+                except KeyboardInterrupt:  # outside the main thread: undo the partial step
+                    for W_old, q in zip(backups, params):
+                        np.copyto(q.data, W_old)
+                    interrupted[0] = True
+                    break
+                norm_sum += norms
+                loss_sum += value * (len(Xb) if loss.reduction == "mean" else 1)
+                acc = accuracy(loss, A, Yb)
+                if acc is not None:
+                    correct += acc * len(Xb)
+                steps += 1
+                if bar is not None:
+                    bar.update(1, {"loss": loss_sum / (start + len(Xb))})
+                for cb in callbacks:
+                    if hasattr(cb, "on_step_end"):
+                        step_logs = {"loss": value, "epoch": epoch}
+                        cb.on_step_end(step, step_logs)
+                if interrupted[0]:
+                    break
+            if steps == 0:  # interrupted before the epoch's first step completed
+                if bar is not None:
+                    bar.close({})
+                break
+            seen = min(n, steps * bs)
+            figures = {"loss": loss_sum / seen if loss.reduction == "mean" else loss_sum}
+            if isinstance(loss, (NLL, NLLM)):
+                figures["accuracy"] = correct / seen
+            if Xv is not None:
+                val = evaluate(model, loss, Xv, Yv)
+                figures["val_loss"] = val["loss"]
+                if "accuracy" in val:
+                    figures["val_accuracy"] = val["accuracy"]
+            figures["time"] = time.perf_counter() - t0
+            history._append(figures)
+            for path, s in zip(paths, norm_sum):
+                history.grad_norms[path].append(float(s / steps))
+            if bar is not None:
+                bar.close({k: v for k, v in figures.items() if k != "time"})
+            if interrupted[0]:
+                history.interrupted = True
+                break
+            if early_stopping is not None and early_stopping.update(
+                    epoch, figures["val_loss"], params):
+                history.stopped_early = True
+                stop = True
+            logs = dict(figures)
+            for cb in callbacks:
+                if hasattr(cb, "on_epoch_end") and cb.on_epoch_end(epoch, logs):
+                    stop = True
+            if checkpoint is not None:
+                from .checkpoint import write_checkpoint
+                write_checkpoint(checkpoint, model, optimizer, epoch + 1, rng, early_stopping,
+                                 history)
+            if stop:
+                break
+    if interrupted[0]:
+        history.interrupted = True
+    if early_stopping is not None:
+        early_stopping.restore(params)
+        if early_stopping.best_epoch is not None:
+            history.best_epoch = early_stopping.best_epoch
+    model.train()
+    return history
+
