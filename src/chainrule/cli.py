@@ -179,12 +179,12 @@ def _schedule(args, lr, total_steps):
     from . import schedules
     if args.schedule == "constant":
         return lr
+    steps = max(1, total_steps)
     return {
-        "step": lambda: schedules.step_decay(lr, drop=0.5, every=max(1, total_steps // 4)),
-        "exponential": lambda: schedules.exponential_decay(
-            lr, gamma=0.01 ** (1 / max(1, total_steps))),
-        "inverse_time": lambda: schedules.inverse_time(lr, k=10 / max(1, total_steps)),
-        "cosine": lambda: schedules.cosine(lr, total_steps),
+        "step": lambda: schedules.StepDecay(lr, step_size=max(1, steps // 4), gamma=0.5),
+        "exponential": lambda: schedules.ExponentialDecay(lr, gamma=0.01 ** (1 / steps)),
+        "inverse_time": lambda: schedules.InverseTime(lr, k=10 / steps),
+        "cosine": lambda: schedules.Cosine(lr, steps),
     }[args.schedule]()
 
 

@@ -341,7 +341,9 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     stop = False
     step_logs: dict = {}
 
-    with _deferred_interrupt() as interrupted:
+    # Overflow on the way to a non-finite loss is reported once, as a DivergenceError.
+    with _deferred_interrupt() as interrupted, np.errstate(over="ignore", invalid="ignore",
+                                                           divide="ignore"):
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             model.train()

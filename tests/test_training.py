@@ -1,0 +1,384 @@
+"""fit: the three kinds of gradient descent, regularizers, callbacks, History, divergence."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.training import evaluate
+
+
+def mlp(sizes=(4, 8, 3), rng=0, act=cr.ReLU, out=cr.Softmax, dtype=np.float32, init="he"):
+    rng = np.random.default_rng(rng)
+    modules = []
+    for m, n in zip(sizes[:-2], sizes[1:-1]):
+        modules += [cr.Linear(m, n, init=init, rng=rng, dtype=dtype), act()]
+    modules += [cr.Linear(sizes[-2], sizes[-1], rng=rng, dtype=dtype), out()]
+    return cr.Sequential(*modules)
+
+
+def blobs(n=60, d=4, k=3, rng=0):
+    rng = np.random.default_rng(rng)
+    y = rng.integers(0, k, n)
+    X = rng.normal(size=(n, d)) + 2.0 * np.eye(k, d)[y]
+    return X.astype(np.float32), y
+
+
+def weights(model):
+    return [p.data.copy() for p in model.parameters()]
+
+
+class Recorder:
+    """A callback that records every call."""
+
+    def __init__(self, stop_at=None):
+        self.epochs, self.steps, self.stop_at = [], [], stop_at
+
+    def on_epoch_end(self, epoch, logs):
+        self.epochs.append((epoch, dict(logs)))
+        return epoch == self.stop_at
+
+    def on_step_end(self, step, logs):
+        self.steps.append(step)
+
+
+def test_same_seed_gives_bit_identical_weights_and_history():
+    X, y = blobs()
+    runs = []
+    for _ in range(2):
+        model = mlp(act=cr.Tanh)
+        model.modules.insert(2, cr.Dropout(0.3, rng=5))
+        h = cr.fit(model, cr.NLLM(), X, y, epochs=3, batch_size=8, rng=7, input_noise=0.1,
+                   validation_split=0.2)
+        runs.append((weights(model), h.history))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_array_equal(a, b)
+    assert {k: v for k, v in runs[0][1].items() if k != "time"} == \
+        {k: v for k, v in runs[1][1].items() if k != "time"}
+
+
+def test_batch_gradient_descent_is_one_full_batch_step_done_by_hand():
+    X, y = blobs(n=20)
+    model, by_hand = mlp(dtype=np.float64), mlp(dtype=np.float64)
+    cr.fit(model, cr.NLLM(), X, y, optimizer=cr.SGD(lr=0.1), epochs=1, batch_size=None, rng=0)
+    loss = cr.NLLM()
+    loss(by_hand(X.astype(np.float64)), y)
+    by_hand.backward_from(loss)
+    for p in by_hand.parameters():
+        p.data -= 0.1 * p.grad  # W ← W − η dL/dW on the whole training set
+    for a, b in zip(weights(model), weights(by_hand)):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_batch_size_larger_than_the_data_means_the_whole_data():
+    X, y = blobs(n=20)
+    a, b = mlp(), mlp()
+    cr.fit(a, cr.NLLM(), X, y, optimizer=cr.SGD(), epochs=2, batch_size=None, rng=0)
+    rec = Recorder()
+    cr.fit(b, cr.NLLM(), X, y, optimizer=cr.SGD(), epochs=2, batch_size=1000, rng=0,
+           callbacks=[rec])
+    assert rec.steps == [0, 0]
+    for wa, wb in zip(weights(a), weights(b)):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_unshuffled_minibatches_follow_the_data_order():
+    X, y = blobs(n=10)
+    seen = []
+
+    class Spy(cr.Identity):
+        def forward(self, Z):
+            if self.training:
+                seen.append(Z.copy())
+            return Z
+
+    model = cr.Sequential(Spy(), *mlp().modules)
+    cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=4, shuffle=False)
+    assert [len(b) for b in seen] == [4, 4, 2]  # the last mini-batch may be smaller
+    np.testing.assert_array_equal(np.concatenate(seen), X)
+
+
+def test_shuffled_epochs_see_every_row_once():
+    X, y = blobs(n=10)
+    seen = []
+
+    class Spy(cr.Identity):
+        def forward(self, Z):
+            if self.training:
+                seen.append(Z.copy())
+            return Z
+
+    model = cr.Sequential(Spy(), *mlp().modules)
+    cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=3, rng=1)
+    rows = np.concatenate(seen)
+    assert not np.array_equal(rows, X)
+    np.testing.assert_array_equal(np.sort(rows, axis=0), np.sort(X, axis=0))
+
+
+def test_sgd_takes_one_step_per_sample():
+    X, y = blobs(n=12)
+    rec = Recorder()
+    cr.fit(mlp(), cr.NLLM(), X, y, epochs=2, batch_size=1, callbacks=[rec], rng=0)
+    assert rec.steps == list(range(12)) * 2
+
+
+def test_clip_grad_norm_bounds_the_global_norm_of_each_step():
+    X, y = blobs(n=16)
+    model = mlp()
+    W_before = weights(model)
+    # With SGD(lr=1) the step W_before - W_after is the clipped gradient itself.
+    cr.fit(model, cr.NLLM(), X * 100, y, optimizer=cr.SGD(lr=1.0), epochs=1, batch_size=None,
+           clip_grad_norm=0.5, rng=0)
+    step = np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(W_before, weights(model))))
+    assert step == pytest.approx(0.5, rel=1e-5)
+
+
+def test_clip_grad_norm_leaves_small_gradients_alone():
+    X, y = blobs(n=16)
+    a, b = mlp(), mlp()
+    cr.fit(a, cr.NLLM(), X, y, optimizer=cr.SGD(), epochs=1, batch_size=None, rng=0)
+    cr.fit(b, cr.NLLM(), X, y, optimizer=cr.SGD(), epochs=1, batch_size=None, rng=0,
+           clip_grad_norm=1e6)
+    for wa, wb in zip(weights(a), weights(b)):
+        np.testing.assert_array_equal(wa, wb)
+
+
+def test_early_stopping_runs_k_plus_1_plus_patience_epochs_and_restores_the_best():
+    X, y = blobs(n=60)
+    model = mlp()
+    val_losses = []
+    snapshots = []
+
+    class Snap:
+        def on_epoch_end(self, epoch, logs):
+            val_losses.append(logs["val_loss"])
+            snapshots.append(weights(model))
+
+    # A large step size makes the validation loss go up and down.
+    h = cr.fit(model, cr.NLLM(), X, y, optimizer=cr.SGD(lr=2.0), epochs=60, batch_size=4,
+               validation_split=0.3, early_stopping=cr.EarlyStopping(patience=3), rng=0,
+               callbacks=[Snap()])
+    k = int(np.argmin(val_losses))
+    assert h.stopped_early and h.best_epoch == k
+    assert h.epochs == len(val_losses) == k + 1 + 3
+    for a, b in zip(weights(model), snapshots[k]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_early_stopping_min_delta_and_no_restore():
+    es = cr.EarlyStopping(patience=2, min_delta=0.1, restore_best=False)
+    p = cr.Parameter(np.zeros(2), "W")
+    assert not es.update(0, 1.0, [p])
+    assert not es.update(1, 0.95, [p])  # not better by more than min_delta
+    assert es.update(2, 0.5, [p]) is False or es.best == 0.5  # improves: resets
+    assert es.best_weights is None
+
+
+def test_early_stopping_needs_validation_data():
+    X, y = blobs()
+    with pytest.raises(cr.ChainruleError, match="validation"):
+        cr.fit(mlp(), cr.NLLM(), X, y, early_stopping=cr.EarlyStopping())
+
+
+def test_input_noise_touches_training_batches_only():
+    X, y = blobs(n=12)
+    train_inputs, eval_inputs = [], []
+
+    class Spy(cr.Identity):
+        def forward(self, Z):
+            (train_inputs if self.training else eval_inputs).append(Z.copy())
+            return Z
+
+    model = cr.Sequential(Spy(), *mlp().modules)
+    Xv, yv = blobs(n=5, rng=3)
+    cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=None, shuffle=False, input_noise=0.5,
+           validation_data=(Xv, yv), rng=0)
+    noise = train_inputs[0] - X
+    assert 0.3 < noise.std() < 0.7
+    assert any(np.array_equal(Z, Xv) for Z in eval_inputs)  # validation without noise
+    np.testing.assert_array_equal(model.predict(Xv), model.predict(Xv))
+
+
+def test_divergence_names_epoch_step_and_layer_and_keeps_finite_weights():
+    X, y = blobs(n=16)
+    model = mlp()
+    before = {}
+
+    class Remember:
+        def on_step_end(self, step, logs):
+            before["w"] = weights(model)
+
+    with pytest.raises(cr.DivergenceError, match=r"at epoch \d+, step \d+, layer \d+"):
+        cr.fit(model, cr.NLLM(), X * 1e4, y, optimizer=cr.SGD(lr=1e30), epochs=50,
+               batch_size=4, rng=0, callbacks=[Remember()])
+    assert all(np.isfinite(w).all() for w in weights(model))
+    for a, b in zip(weights(model), before["w"]):  # the weights of the last good step
+        np.testing.assert_array_equal(a, b)
+
+
+def test_divergence_from_a_non_finite_gradient_names_the_first_bad_layer():
+    X, y = blobs(n=8)
+
+    class Poison(cr.Identity):
+        def backward(self, dLdA):
+            return dLdA * np.nan
+
+    model = cr.Sequential(cr.Linear(4, 5, rng=0), Poison(), cr.Linear(5, 3, rng=1), cr.Softmax())
+    W = weights(model)
+    with pytest.raises(cr.DivergenceError) as info:
+        cr.fit(model, cr.NLLM(), X, y, epochs=1, rng=0)
+    assert "at epoch 0, step 0, layer 0" in str(info.value)
+    assert "modules.0.W" in str(info.value)
+    for a, b in zip(weights(model), W):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_callbacks_see_every_epoch_and_can_stop_training():
+    X, y = blobs(n=12)
+    rec = Recorder(stop_at=1)
+    h = cr.fit(mlp(), cr.NLLM(), X, y, epochs=10, batch_size=6, callbacks=[rec], rng=0)
+    assert [e for e, _ in rec.epochs] == [0, 1]
+    assert h.epochs == 2 and not h.stopped_early
+    assert set(rec.epochs[0][1]) >= {"loss", "accuracy"}
+    assert rec.steps == [0, 1, 0, 1]
+
+
+def test_history_figures_and_grad_norms():
+    X, y = blobs(n=30)
+    model = mlp()
+    h = cr.fit(model, cr.NLLM(), X, y, epochs=3, validation_split=0.2, rng=0)
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "time"}
+    assert all(len(v) == 3 for v in h.history.values())
+    assert list(h.grad_norms) == ["modules.0.W", "modules.0.W0", "modules.2.W", "modules.2.W0"]
+    assert all(len(v) == 3 and all(x > 0 for x in v) for v in h.grad_norms.values())
+    assert h.best_epoch == int(np.argmin(h.history["val_loss"]))
+    assert not h.interrupted and not h.stopped_early
+    # val figures are those of the model after the epoch, in eval mode
+    Xv, yv = X[-6:], y[-6:]
+    final = evaluate(model, cr.NLLM(), Xv, yv)
+    assert h.history["val_loss"][-1] == pytest.approx(final["loss"], rel=1e-6)
+    assert h.history["val_accuracy"][-1] == final["accuracy"]
+
+
+def test_regression_history_has_no_accuracy():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3)).astype(np.float32)
+    Y = X @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+    model = cr.Sequential(cr.Linear(3, 1, rng=0))
+    h = cr.fit(model, cr.SquareLoss(), X, Y[:, 0], epochs=40, optimizer=cr.Adam(lr=0.05), rng=0)
+    assert "accuracy" not in h.history
+    assert h.history["loss"][-1] < 1e-2 * h.history["loss"][0]
+
+
+def test_ctrl_c_stops_after_a_complete_step_and_returns_the_history():
+    X, y = blobs(n=40)
+    model = mlp()
+    snap = {}
+
+    class CtrlC:
+        def on_step_end(self, step, logs):
+            if step == 2:
+                snap["w"] = weights(model)
+                os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C
+
+    h = cr.fit(model, cr.NLLM(), X, y, epochs=5, batch_size=4, callbacks=[CtrlC()], rng=0)
+    assert h.interrupted and h.epochs == 1
+    for a, b in zip(weights(model), snap["w"]):  # exactly the state after step 2
+        np.testing.assert_array_equal(a, b)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_predict_restores_mode_and_leaves_gradients_untouched():
+    X, y = blobs(n=10)
+    model = mlp()
+    model.modules.insert(2, cr.Dropout(0.5, rng=0))
+    loss = cr.NLLM()
+    loss(model(X), y)
+    model.backward_from(loss)
+    grads = [p.grad.copy() for p in model.parameters()]
+    model.modules[2].eval()
+    out = model.predict(X)
+    assert model.training and model.modules[0].training and not model.modules[2].training
+    for a, b in zip(grads, [p.grad for p in model.parameters()]):
+        np.testing.assert_array_equal(a, b)
+    model.eval()
+    np.testing.assert_array_equal(out, model(X))
+
+
+def test_float64_data_leaves_a_float32_model_float32():
+    X, y = blobs()
+    model = mlp()
+    cr.fit(model, cr.NLLM(), X.astype(np.float64), y, epochs=1, rng=0)
+    assert all(p.data.dtype == np.float32 for p in model.parameters())
+    assert model.predict(X.astype(np.float64)).dtype == np.float32
+
+
+def test_progress_false_prints_nothing(capsys):
+    X, y = blobs()
+    cr.fit(mlp(), cr.NLLM(), X, y, epochs=2, progress=False, rng=0)
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_true_shows_epochs(capsys):
+    X, y = blobs()
+    cr.fit(mlp(), cr.NLLM(), X, y, epochs=2, progress=True, rng=0)
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "epoch 2/2" in err and "loss" in err
+
+
+@pytest.mark.parametrize("act, init, vanishing", [(cr.Sigmoid, "gaussian", True),
+                                                   (cr.ReLU, "he", False)])
+def test_vanishing_gradients_show_in_grad_norms(act, init, vanishing):
+    """Notes' 6.7.3: through 10 sigmoid layers, σ' ≤ 1/4 shrinks dL/dW layer after layer."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 16)).astype(np.float32)
+    y = rng.integers(0, 4, 64)
+    model = mlp((16,) + (32,) * 10 + (4,), act=act, init=init)
+    h = cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=None, optimizer=cr.SGD(lr=1e-3),
+               rng=0)
+    first, last = h.grad_norms["modules.0.W"][0], h.grad_norms["modules.20.W"][0]
+    if vanishing:
+        assert first < 1e-3 * last
+    else:
+        assert first > 1e-1 * last
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(X=np.full((5, 4), np.nan)), "NaN"),
+    (dict(X=np.full((5, 4), np.inf)), "inf"),
+    (dict(y=np.array([0, 1, 2, 0])), "5 samples in X and 4 in Y"),
+    (dict(X=np.zeros((0, 4)), y=np.zeros(0, int)), "non-empty"),
+    (dict(y=np.array([0, 1, 2, 3, 0])), "labels in 0..2"),
+    (dict(X=np.zeros((5, 3))), "expected input with 4 features, got array of shape"),
+    (dict(batch_size=0), "batch_size"),
+    (dict(batch_size=-3), "batch_size"),
+    (dict(epochs=-1), "epochs"),
+    (dict(validation_split=1.5), "validation_split"),
+    (dict(input_noise=-1.0), "input_noise"),
+])
+def test_bad_input_is_rejected_before_any_update(bad, match):
+    X, y = blobs(n=5)
+    model = mlp()
+    W = weights(model)
+    kwargs = {k: v for k, v in bad.items() if k not in ("X", "y")}
+    with pytest.raises(cr.ChainruleError, match=match) as info:
+        cr.fit(model, cr.NLLM(), bad.get("X", X), bad.get("y", y), **kwargs)
+    assert isinstance(info.value, ValueError)
+    for a, b in zip(weights(model), W):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_nan_targets_are_rejected():
+    X, _ = blobs(n=5)
+    model = cr.Sequential(cr.Linear(4, 1, rng=0))
+    with pytest.raises(ValueError, match="NaN"):
+        cr.fit(model, cr.SquareLoss(), X, np.array([1.0, np.nan, 0, 0, 0]))
+
+
+def test_binary_classification_with_nll():
+    X, y = blobs(n=80, k=2)
+    model = mlp((4, 8, 1), out=cr.Sigmoid)
+    h = cr.fit(model, cr.NLL(), X, y, epochs=30, optimizer=cr.Adam(lr=0.01), rng=0)
+    assert h.history["accuracy"][-1] > 0.9
