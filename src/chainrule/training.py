@@ -110,6 +110,12 @@ class History:
         monitor = self.history.get("val_loss") or self.history["loss"]
         self.best_epoch = int(np.argmin(monitor))
 
+    def plot(self, path=None):
+        """Loss and accuracy curves (best epoch marked) and per-layer gradient norms on a log
+        scale; saved to ``path`` when given. Needs matplotlib (the "plot" extra)."""
+        from .plotting import plot_history
+        return plot_history(self, path)
+
     def to_dict(self) -> dict:
         return {"history": self.history, "grad_norms": self.grad_norms,
                 "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
