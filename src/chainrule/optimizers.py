@@ -150,16 +150,14 @@ class Optimizer:
         raise NotImplementedError
 
     def _check_schedule_value(self, eta, t: int) -> float:
-        try:
-            value = float(eta)
-        except (TypeError, ValueError):
-            value = None
-        if value is None or not math.isfinite(value) or value < 0:
+        value = _as_number(eta)
+        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not (real and math.isfinite(value) and value >= 0):
             raise InputError(
                 f"{type(self).__name__} expected the schedule lr={self.lr!r} to give a "
                 f"finite step size >= 0, got lr({t}) = {eta!r}"
             )
-        return value
+        return float(value)
 
     def _new_state(self, p: Parameter) -> dict[str, np.ndarray]:
         state = {name: np.zeros_like(p.data) for name in self._state_names}
