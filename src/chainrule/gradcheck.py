@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import copy
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InputError
 from .module import named_parameters
 from .parameter import Parameter
 
@@ -19,7 +21,8 @@ class GradcheckReport:
 
     ``errors`` maps each parameter path (``"modules.0.W"``) to its relative error
     ``‖a − n‖₂ / max(‖a‖₂ + ‖n‖₂, 1e-4)`` (a analytic, n numeric); ``input_error`` is the
-    same for ``dL/dX``, which is what checks modules without parameters. ``ok`` is
+    same for ``dL/dX``, which is what checks modules without parameters. Each error lies in
+    [0, 1]; a gradient of the wrong shape or with a NaN or inf counts as 1.0. ``ok`` is
     ``max_rel_error < 1e-4``.
     """
 
@@ -44,8 +47,17 @@ class GradcheckReport:
                                   f"{self.max_rel_error:.2e}, threshold {OK_BELOW:.0e})"])
 
 
-def _rel_error(a: np.ndarray, n: np.ndarray) -> float:
-    return float(np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), 1e-4))
+def _rel_error(a, n: np.ndarray) -> float:
+    """``‖a − n‖ / max(‖a‖ + ‖n‖, 1e-4)``, which lies in [0, 1].
+
+    A gradient of the wrong shape (it would broadcast, or fail to) or with a NaN or inf gets
+    the worst value, 1.0, so it can never pass as ok (``max`` would drop a NaN).
+    """
+    a = np.asarray(a, dtype=np.float64) if a is not None else None
+    if a is None or a.shape != n.shape:
+        return 1.0
+    err = float(np.linalg.norm(a - n) / max(np.linalg.norm(a) + np.linalg.norm(n), 1e-4))
+    return err if np.isfinite(err) else 1.0
 
 
 def _submodules(model) -> list:
@@ -65,11 +77,15 @@ def _to_float64(model) -> list:
     same draws (a dropout mask must not change between the two sides of a difference).
     """
     generators = []
+    for p in model.parameters():  # also those a user's module keeps in a list
+        p.data = p.data.astype(np.float64)
+        p.grad = np.zeros_like(p.data)
     for module in _submodules(model):
-        for name, value in list(vars(module).items()):
+        for name, value in list(getattr(module, "__dict__", {}).items()):
             if isinstance(value, Parameter):
-                value.data = value.data.astype(np.float64)
-                value.grad = np.zeros_like(value.data)
+                if value.data.dtype != np.float64:
+                    value.data = value.data.astype(np.float64)
+                    value.grad = np.zeros_like(value.data)
             elif isinstance(value, np.ndarray) and value.dtype.kind == "f":
                 setattr(module, name, value.astype(np.float64))
             elif isinstance(value, np.random.Generator):
@@ -92,6 +108,8 @@ def gradcheck(model, loss, X, Y, *, eps: float = 1e-6) -> GradcheckReport:
 
     Returns a :class:`GradcheckReport`; ``print(report)`` shows one line per parameter.
     """
+    if not (isinstance(eps, numbers.Real) and 0 < eps < 1):
+        raise InputError(f"gradcheck expected eps in (0, 1), got {eps!r}")
     model = copy.deepcopy(model)
     loss = copy.deepcopy(loss)
     generators = _to_float64(model)
@@ -99,7 +117,7 @@ def gradcheck(model, loss, X, Y, *, eps: float = 1e-6) -> GradcheckReport:
     X = np.array(X, dtype=np.float64)
 
     def value() -> float:
-        for g, s in zip(generators, states):
+        for g, s in zip(generators, states, strict=True):
             g.bit_generator.state = s
         return loss(model(X), Y)
 
@@ -111,20 +129,23 @@ def gradcheck(model, loss, X, Y, *, eps: float = 1e-6) -> GradcheckReport:
     report = GradcheckReport()
     for path, p in named_parameters(model):
         report.errors[path] = _rel_error(p.grad.copy(), _numeric(value, p.data, eps))
-    report.input_error = _rel_error(np.asarray(dLdX), _numeric(value, X, eps))
+    report.input_error = _rel_error(dLdX, _numeric(value, X, eps))
     return report
 
 
 def _numeric(value, W: np.ndarray, eps: float) -> np.ndarray:
-    """Central differences of ``value()`` with respect to each entry of ``W`` (in place)."""
-    grad = np.zeros_like(W)
-    flat, gflat = W.reshape(-1), grad.reshape(-1)
-    for i in range(flat.size):
-        old = flat[i]
-        flat[i] = old + eps
+    """Central differences of ``value()`` with respect to each entry of ``W`` (in place).
+
+    Indexes ``W`` by position, not through ``W.reshape(-1)``: for a non-contiguous array
+    (a Fortran-ordered X, a transposed W) that reshape is a copy and the nudges would be lost.
+    """
+    grad = np.zeros(W.shape, np.float64)
+    for i in np.ndindex(W.shape):
+        old = W[i]
+        W[i] = old + eps
         up = value()
-        flat[i] = old - eps
+        W[i] = old - eps
         down = value()
-        flat[i] = old
-        gflat[i] = (up - down) / (2 * eps)
+        W[i] = old
+        grad[i] = (up - down) / (2 * eps)
     return grad

@@ -45,6 +45,10 @@ class Loss:
                 f"{self!r} expected A as a 2-D array (n_samples, n_outputs), "
                 f"got array of shape {A.shape}"
             )
+        if A.dtype.kind != "f":  # an integer A would make an integer (truncated) dL/dA
+            if A.dtype.kind not in "biu":
+                raise InputError(f"{self!r} expected numeric A, got array of dtype {A.dtype}")
+            A = A.astype(np.float64)
         return self.forward(A, self.check_targets(Y, A.shape, A.dtype))
 
     def forward(self, A: np.ndarray, Y: np.ndarray) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_float
+from .._checks import check_float, check_matrix
 from ..module import Module
 
 
@@ -120,6 +120,8 @@ class Softmax(Module):
     """
 
     def forward(self, Z):
+        if Z.ndim != 2:  # rows are samples; say so instead of NumPy's axis error
+            check_matrix(repr(self), Z)
         Z = _float(Z)
         E = Z - Z.max(axis=1, keepdims=True)
         np.exp(E, out=E)

@@ -35,6 +35,8 @@ class Dropout(Module):
         self.mask = None
 
     def forward(self, A):
+        if A.dtype.kind != "f":  # an integer mask cannot hold 1/(1 − p): promote, as activations do
+            A = A.astype(np.float32)
         if not self.training or self.p == 0.0:
             self.mask = None
             return A

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .._validate import as_float_matrix
@@ -126,7 +128,8 @@ class Sequential:
         ``batch_size`` bounds memory for large ``X`` (None: all rows at once).
         """
         X = as_float_matrix(X, "X", "predict", self.dtype)
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+        if batch_size is not None and (not isinstance(batch_size, numbers.Integral)
+                                       or isinstance(batch_size, bool) or batch_size < 1):
             raise InputError(f"predict expected batch_size ≥ 1 or None, got {batch_size!r}")
         modes = [getattr(m, "training", True) for m in self.modules]
         was_training = self.training
@@ -136,7 +139,7 @@ class Sequential:
             outs = [self.forward(X[i : i + step]) for i in range(0, len(X), step)]
         finally:
             self.training = was_training
-            for module, mode in zip(self.modules, modes):
+            for module, mode in zip(self.modules, modes, strict=True):
                 module.train() if mode else module.eval()
         return outs[0] if len(outs) == 1 else np.concatenate(outs)
 
