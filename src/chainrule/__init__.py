@@ -3,6 +3,7 @@
 >>> import chainrule as cr
 """
 
+from .checkpoint import resume
 from .errors import ChainruleError, DivergenceError, ModelFileError
 from .gradcheck import gradcheck
 from .layers import (
@@ -22,13 +23,14 @@ from .losses import NLL, NLLM, AbsoluteLoss, SquareLoss
 from .module import Module
 from .optimizers import SGD, Adadelta, Adagrad, Adam, Momentum, RMSprop
 from .parameter import Parameter
+from .serialization import load, load_optimizer, save
 from .training import EarlyStopping, History, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SGD", "Adadelta", "Adagrad", "Adam", "EarlyStopping", "History", "Momentum", "RMSprop",
-    "fit",
+    "fit", "load", "load_optimizer", "resume", "save",
     "AbsoluteLoss", "BatchNorm", "ChainruleError", "DivergenceError", "Dropout", "Identity",
     "LeakyReLU", "Linear", "Module", "ModelFileError", "NLL", "NLLM", "Parameter", "ReLU",
     "Sequential", "Sigmoid", "Softmax", "SquareLoss", "Step", "Tanh", "gradcheck",

@@ -329,6 +329,8 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     start_epoch = 0
     if _resume_state is not None:
         history, start_epoch = _resume_state["history"], _resume_state["epoch"]
+        if _resume_state["finished"]:  # the run had ended: only the end of fit is left
+            start_epoch = epochs
         if early_stopping is not None and _resume_state.get("early_stopping") is not None:
             early_stopping.__dict__.update(_resume_state["early_stopping"])
     elif early_stopping is not None:
@@ -444,7 +446,7 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
             if checkpoint is not None:
                 from .checkpoint import write_checkpoint
                 write_checkpoint(checkpoint, model, optimizer, epoch + 1, rng, early_stopping,
-                                 history)
+                                 history, finished=stop)
             if stop:
                 break
     if interrupted[0]:

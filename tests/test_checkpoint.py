@@ -1,0 +1,120 @@
+"""fit(checkpoint=...) and resume: a run stopped after any epoch and resumed loses nothing."""
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.schedules import InverseTime
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAt:
+    """Dies in the middle of epoch ``epoch`` (after the previous epoch's checkpoint)."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_step_end(self, step, logs):
+        if logs["epoch"] == self.epoch and step == 1:
+            raise Crash
+
+
+def data(n=48, rng=0):
+    rng = np.random.default_rng(rng)
+    y = rng.integers(0, 3, n)
+    X = rng.normal(size=(n, 5)) + 1.5 * np.eye(3, 5)[y]
+    return X.astype(np.float32), y
+
+
+def model(rng=0):
+    rng = np.random.default_rng(rng)
+    return cr.Sequential(cr.Linear(5, 16, init="he", rng=rng), cr.BatchNorm(16), cr.ReLU(),
+                         cr.Dropout(0.2, rng=rng), cr.Linear(16, 3, rng=rng), cr.Softmax())
+
+
+def figures(h):
+    return ({k: v for k, v in h.history.items() if k != "time"}, h.grad_norms, h.best_epoch,
+            h.stopped_early, h.interrupted)
+
+
+def run(tmp_path, crash_epoch, **kw):
+    X, y = data()
+    Xv, yv = data(16, rng=1)
+    kw = dict(epochs=6, batch_size=8, validation_data=(Xv, yv), rng=3, progress=False, **kw)
+    m = model()
+    straight = cr.fit(m, cr.NLLM(), X, y, **{**kw, "optimizer": kw["optimizer"]()
+                                            if "optimizer" in kw else None})
+    path = tmp_path / "run.safetensors"
+    with pytest.raises(Crash):
+        cr.fit(model(), cr.NLLM(), X, y, checkpoint=path, callbacks=[CrashAt(crash_epoch)],
+               **{**kw, "optimizer": kw["optimizer"]() if "optimizer" in kw else None})
+    resumed_model, resumed = cr.resume(path, cr.NLLM(), X, y, checkpoint=path,
+                                       **{**kw, "optimizer": kw["optimizer"]()
+                                          if "optimizer" in kw else None})
+    return m, straight, resumed_model, resumed
+
+
+def assert_same(m1, h1, m2, h2):
+    assert figures(h1) == figures(h2)
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+    for i in (1,):
+        np.testing.assert_array_equal(m1.modules[i].running_mean, m2.modules[i].running_mean)
+        np.testing.assert_array_equal(m1.modules[i].running_var, m2.modules[i].running_var)
+
+
+@pytest.mark.parametrize("crash_epoch", [1, 3, 5])
+def test_resumed_run_equals_the_uninterrupted_run(tmp_path, crash_epoch):
+    assert_same(*run(tmp_path, crash_epoch))
+
+
+def test_resume_with_early_stopping_and_a_schedule(tmp_path):
+    m1, h1, m2, h2 = run(tmp_path, 2, early_stopping=cr.EarlyStopping(patience=2),
+                         optimizer=lambda: cr.Momentum(lr=InverseTime(0.5, 0.1)))
+    assert_same(m1, h1, m2, h2)
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path):
+    X, y = data()
+    Xv, yv = data(16, rng=1)
+    path = tmp_path / "done.safetensors"
+    es = cr.EarlyStopping(patience=1)
+    m1 = model()
+    h1 = cr.fit(m1, cr.NLLM(), X, y, epochs=40, optimizer=cr.SGD(lr=1.0),
+                validation_data=(Xv, yv), early_stopping=es, rng=0, checkpoint=path)
+    assert h1.stopped_early
+    m2, h2 = cr.resume(path, cr.NLLM(), X, y, epochs=40, validation_data=(Xv, yv), rng=0)
+    assert figures(h1) == figures(h2)
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_checkpoint_needs_the_schedule_again(tmp_path):
+    X, y = data()
+    path = tmp_path / "ck.safetensors"
+    cr.fit(model(), cr.NLLM(), X, y, epochs=1, optimizer=cr.SGD(lr=InverseTime(0.1, 1.0)),
+           checkpoint=path)
+    with pytest.raises(cr.ChainruleError, match="callable lr"):
+        cr.resume(path, cr.NLLM(), X, y, epochs=2)
+
+
+def test_the_checkpoint_holds_a_loadable_model(tmp_path):
+    X, y = data()
+    path = tmp_path / "ck.safetensors"
+    m = model()
+    cr.fit(m, cr.NLLM(), X, y, epochs=2, checkpoint=path, rng=0)
+    m.eval()
+    np.testing.assert_array_equal(cr.load(path).predict(X), m.predict(X))
+    assert isinstance(cr.load_optimizer(path), cr.Adam)
+    assert [p.name for p in tmp_path.iterdir()] == ["ck.safetensors"]  # no temporary files
+
+
+def test_a_model_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "m.safetensors"
+    cr.save(model(), path)
+    X, y = data()
+    with pytest.raises(cr.ModelFileError):
+        cr.resume(path, cr.NLLM(), X, y)
