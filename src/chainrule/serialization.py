@@ -138,7 +138,7 @@ def save(model: Sequential, path: str | os.PathLike, *, optimizer=None) -> None:
     >>> bool(np.array_equal(load(path).predict(X), model.predict(X)))
     True
     """
-    _atomic_write_bytes(path, _serialize(model, optimizer))
+    atomic_write_bytes(path, _serialize(model, optimizer))
 
 
 def load(path: str | os.PathLike) -> Sequential:
@@ -208,7 +208,7 @@ def save_checkpoint(path: str | os.PathLike, model: Sequential, optimizer, meta:
             raise InputError(f"save_checkpoint expected tensor names as strings, got {name!r}")
         extra[f"extra.{name}"] = _as_tensor(value, f"tensors[{name!r}]")
     data = _serialize(model, optimizer, meta=_dumps(meta, "save_checkpoint meta"), extra=extra)
-    _atomic_write_bytes(path, data)
+    atomic_write_bytes(path, data)
 
 
 def load_checkpoint(path: str | os.PathLike):
@@ -368,7 +368,7 @@ def _fspath(path) -> str:
         ) from None
 
 
-def _atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is either the old file or the new one.
 
     A temporary file in the same folder is written, flushed and fsync'ed, then renamed over
@@ -403,6 +403,9 @@ def _atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.close(dir_fd)
 
 
+_atomic_write_bytes = atomic_write_bytes  # the name the checkpoint code was briefed with
+
+
 # -- reading ---------------------------------------------------------------------------------
 class _Contents:
     __slots__ = ("model", "optimizer", "meta", "extra")
@@ -418,6 +421,8 @@ def _read(path, *, build_optimizer: bool = False) -> _Contents:
         data = f.read()
 
     def fail(problem: str):
+        if len(problem) > 1000:  # messages quote the file; a hostile one may quote megabytes
+            problem = problem[:1000] + " ..."
         return ModelFileError(f"{name}: {problem}")
 
     metadata = _read_metadata(data, fail)
@@ -426,10 +431,10 @@ def _read(path, *, build_optimizer: bool = False) -> _Contents:
     except Exception as e:  # SafetensorError, an unknown dtype's KeyError, ...
         raise fail(f"not a valid safetensors file ({e})") from None
     if metadata.get("format") != FORMAT:
-        raise fail(f"not a chainrule model file (format {metadata.get('format')!r}, "
+        raise fail(f"not a chainrule model file (format {_short(metadata.get('format'))}, "
                    f"expected {FORMAT!r})")
     if metadata.get("format_version") != FORMAT_VERSION:
-        raise fail(f"unsupported format_version {metadata.get('format_version')!r} "
+        raise fail(f"unsupported format_version {_short(metadata.get('format_version'))} "
                    f"(this chainrule reads {FORMAT_VERSION!r})")
     if "sha256" not in metadata:
         raise fail("missing metadata 'sha256'")
@@ -438,7 +443,7 @@ def _read(path, *, build_optimizer: bool = False) -> _Contents:
     unknown = set(metadata) - {"format", "format_version", "architecture", "optimizer",
                                "meta", "sha256"}
     if unknown:
-        raise fail(f"unexpected metadata {sorted(unknown)}")
+        raise fail(f"unexpected metadata {_short(sorted(unknown))}")
 
     spec = _loads(metadata, "architecture", fail)
     expected, builders = {}, []
@@ -456,7 +461,7 @@ def _read(path, *, build_optimizer: bool = False) -> _Contents:
     extra = {}
     for t in sorted(set(tensors) - set(expected)):
         if meta is None or not t.startswith("extra."):
-            raise fail(f"unexpected tensor {t!r}")
+            raise fail(f"unexpected tensor {_short(t)}")
         extra[t[len("extra."):]] = tensors[t]
     for t, (shape, dtype, _) in expected.items():
         if t not in tensors:
@@ -494,11 +499,17 @@ def _read_metadata(data: bytes, fail) -> dict[str, str]:
     return metadata
 
 
+def _short(value) -> str:
+    """``repr(value)``, cut to a length fit for an error message."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _unique(pairs):
     d = {}
     for k, v in pairs:
         if k in d:
-            raise ValueError(f"duplicate key {k!r}")
+            raise ValueError(f"duplicate key {_short(k)}")
         d[k] = v
     return d
 
@@ -525,28 +536,28 @@ def _plan(spec, prefix: str, depth: int, expected: dict, builders: list, fail) -
     if name == "Sequential":
         if set(spec) != {"class", "modules"} or not isinstance(spec["modules"], list):
             raise fail(f"architecture entry {where} (Sequential) must have exactly 'class' "
-                       f"and a 'modules' list, got keys {sorted(spec)}")
+                       f"and a 'modules' list, got keys {_short(sorted(spec))}")
         if depth >= _MAX_DEPTH:
             raise fail(f"Sequential nested deeper than {_MAX_DEPTH} at {where}")
         for i, child in enumerate(spec["modules"]):
             _plan(child, f"{prefix}modules.{i}.", depth + 1, expected, builders, fail)
         return
     if depth == 0:
-        raise fail(f"architecture must be a Sequential, got {name!r}")
+        raise fail(f"architecture must be a Sequential, got {_short(name)}")
     if name not in _MODULES:
-        raise fail(f"unknown module class {name!r} at {where} (known: "
+        raise fail(f"unknown module class {_short(name)} at {where} (known: "
                    f"{', '.join(sorted(_MODULES))}, Sequential)")
     cls, checks, shapes = _MODULES[name]
     config = spec.get("config")
     if set(spec) != {"class", "config"} or not isinstance(config, dict):
         raise fail(f"architecture entry {where} ({name}) must have exactly 'class' and a "
-                   f"'config' object, got keys {sorted(spec)}")
+                   f"'config' object, got keys {_short(sorted(spec))}")
     if set(config) != set(checks):
         raise fail(f"{name} config at {where} expected keys {sorted(checks)}, "
-                   f"got {sorted(config)}")
+                   f"got {_short(sorted(config))}")
     for key, ok in checks.items():
         if not ok(config[key]):
-            raise fail(f"{name} config at {where} has a bad value {key}={config[key]!r}")
+            raise fail(f"{name} config at {where} has a bad value {key}={_short(config[key])}")
     dtype = np.dtype(config["dtype"]) if "dtype" in config else None
     for t, shape in shapes.items():
         expected[prefix + t] = (shape(config), dtype, t in cls._params)
@@ -595,14 +606,14 @@ def _build_optimizer(spec: dict, tensors: dict, fail):
 
     cls = OPTIMIZERS.get(spec["class"])
     if cls is None:
-        raise fail(f"unknown optimizer class {spec['class']!r} "
+        raise fail(f"unknown optimizer class {_short(spec['class'])} "
                    f"(known: {', '.join(sorted(OPTIMIZERS))})")
     hyper = spec["hyper"]
     allowed = {p.name for p in inspect.signature(cls).parameters.values()
                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
     if not set(hyper) <= allowed:
         raise fail(f"{spec['class']} hyper-parameters expected keys among {sorted(allowed)}, "
-                   f"got {sorted(hyper)}")
+                   f"got {_short(sorted(hyper))}")
     state = [{k: tensors[f"optimizer.state.{i}.{k}"].copy() for k in entry}
              for i, entry in enumerate(spec["state_keys"])]
     try:
