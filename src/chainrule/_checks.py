@@ -12,11 +12,13 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def check_dtype(owner: str, dtype) -> np.dtype:
+    # np.dtype(None) is float64, and a dtype compares equal to None when it is float64: test
+    # for None first, or an unknown name such as "banana" would pass as float64.
     try:
-        dt = np.dtype(dtype)
+        dt = None if dtype is None else np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in FLOAT_DTYPES:
+    if dt is None or dt not in FLOAT_DTYPES:
         raise InputError(f"{owner} expected dtype float32 or float64, got {dtype!r}")
     return dt
 
