@@ -344,6 +344,9 @@ def main(argv=None) -> int:
     except ChainruleError as e:
         print(f"chainrule: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a missing or unreadable file named on the command line
+        print(f"chainrule: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 
