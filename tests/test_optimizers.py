@@ -470,7 +470,9 @@ def test_loaded_state_must_fit_the_next_params():
     assert "(2, 2)" in str(info.value)
     with pytest.raises(InputError, match="expected 1 parameters"):
         opt.step([scalar(), scalar()])
+    assert opt.t == 1  # the failed steps did not count
     opt.step([scalar()])  # the right parameters still work after the errors
+    assert opt.t == 2
 
 
 def test_empty_state_entries_start_fresh():

@@ -123,13 +123,11 @@ class Optimizer:
 
     def step(self, params: Sequence[Parameter]) -> None:
         """Take step ``t + 1``: update each parameter's ``.data`` in place from its ``.grad``."""
-        t = self.t + 1
-        eta = self.lr(t) if callable(self.lr) else self.lr
-        if callable(self.lr):
-            eta = self._check_schedule_value(eta, t)
-        self.t = t
+        t = self.t + 1  # committed only once nothing can fail
+        eta = self._check_schedule_value(self.lr(t), t) if callable(self.lr) else self.lr
         if self._pending is not None:
             self._attach(params)
+        self.t = t
         two_lambda = 2.0 * self.weight_decay
         for p in params:
             state = self._state.get(id(p))
