@@ -13,7 +13,7 @@ tensor                         what
 ``modules.3.G``, ``.B``,       a ``BatchNorm``'s parameters and running statistics
 ``.running_mean``,
 ``.running_var``
-``optimizer.state.4.m``        optimizer state of parameter 4 (``model.parameters()`` order)
+``optimizer.state.4.exp_avg``  optimizer state of parameter 4 (``model.parameters()`` order)
 ``extra.<name>``               a checkpoint's extra tensors
 =============================  ==============================================================
 
@@ -26,13 +26,14 @@ metadata key       value (all strings)
                    "config": {"m": 64, "n": 32, "init": "gaussian", "dtype": "float32"}},
                    {"class": "ReLU", "config": {}}, ...]}``
 ``optimizer``      JSON, optional: ``{"class": "Adam", "hyper": {...}, "t": 12,
-                   "state_keys": [["m", "v"], ...]}``
+                   "state_keys": [["exp_avg", "exp_avg_sq"], ...]}``
 ``meta``           JSON, checkpoints only: whatever the training loop stores
 ``sha256``         digest of every other metadata entry and every tensor (name, dtype,
                    shape, bytes), so a flipped bit anywhere is caught rather than loaded
 ================== ==========================================================================
 
-Writes are atomic (temporary file in the same folder, fsync, ``os.replace``). Reading trusts
+Writes are atomic (temporary file in the same folder, fsync, ``os.replace``; see
+:func:`atomic_write_bytes`, which the checkpoint and command-line code use too). Reading trusts
 nothing: any defect raises :class:`~chainrule.ModelFileError` naming the file and the problem.
 """
 
@@ -130,13 +131,14 @@ def save(model: Sequential, path: str | os.PathLike, *, optimizer=None) -> None:
     >>> import os, tempfile
     >>> import numpy as np
     >>> import chainrule as cr
-    >>> from chainrule.serialization import load, save
     >>> model = cr.Sequential(cr.Linear(4, 8, rng=0), cr.LeakyReLU(0.2), cr.Linear(8, 1, rng=1))
     >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
-    >>> save(model, path)
+    >>> cr.save(model, path, optimizer=cr.Adam(lr=0.01))
     >>> X = np.ones((3, 4), np.float32)
-    >>> bool(np.array_equal(load(path).predict(X), model.predict(X)))
+    >>> bool(np.array_equal(cr.load(path).predict(X), model.predict(X)))
     True
+    >>> cr.load_optimizer(path).lr
+    0.01
     """
     atomic_write_bytes(path, _serialize(model, optimizer))
 
@@ -156,15 +158,14 @@ def load(path: str | os.PathLike) -> Sequential:
     >>> import os, tempfile
     >>> import numpy as np
     >>> import chainrule as cr
-    >>> from chainrule.serialization import load, save
     >>> model = cr.Sequential(cr.Linear(3, 5, rng=0, dtype=np.float64), cr.BatchNorm(5,
     ...                       dtype=np.float64), cr.ReLU(), cr.Linear(5, 2, rng=1,
     ...                       dtype=np.float64), cr.Softmax())
     >>> X = np.arange(12.0).reshape(4, 3)
     >>> _ = model(X)  # a training forward moves BatchNorm's running statistics
     >>> path = os.path.join(tempfile.mkdtemp(), "model.safetensors")
-    >>> save(model, path)
-    >>> copy = load(path)
+    >>> cr.save(model, path)
+    >>> copy = cr.load(path)
     >>> [type(m).__name__ for m in copy.modules]
     ['Linear', 'BatchNorm', 'ReLU', 'Linear', 'Softmax']
     >>> bool(np.array_equal(copy.predict(X), model.predict(X)))
@@ -231,6 +232,14 @@ def _serialize(model, optimizer, *, meta: str | None = None, extra=None) -> byte
     if type(model) is not Sequential:
         raise InputError(f"save expected a chainrule Sequential, got {type(model).__name__}")
     spec, tensors = _describe(model, "", 0)
+
+    def fail(problem: str):
+        return InputError(f"save cannot write a file that would not load: {problem}")
+
+    # The checks load will make, made now: e.g. a W0 whose dtype differs from its W's.
+    expected = {}
+    _plan(spec, "", 0, expected, [], fail)
+    _check_tensors(expected, tensors, fail)
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "architecture": _dumps(spec, "architecture")}
     if optimizer is not None:
@@ -379,7 +388,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     folder, base = os.path.split(os.path.abspath(path))
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(folder, f".{base[:200]}.{secrets.token_hex(6)}.tmp")
         try:
             fd = os.open(tmp, flags, 0o666)  # the umask applies, as for a plain open()
             break
@@ -463,14 +472,7 @@ def _read(path, *, build_optimizer: bool = False) -> _Contents:
         if meta is None or not t.startswith("extra."):
             raise fail(f"unexpected tensor {_short(t)}")
         extra[t[len("extra."):]] = tensors[t]
-    for t, (shape, dtype, _) in expected.items():
-        if t not in tensors:
-            raise fail(f"missing tensor {t!r}")
-        A = tensors[t]
-        if A.shape != shape or (dtype is not None and A.dtype != dtype):
-            raise fail(f"tensor {t!r} expected shape {shape} and dtype "
-                       f"{dtype or 'float32 or float64'}, got shape {A.shape} "
-                       f"and dtype {A.dtype}")
+    _check_tensors(expected, tensors, fail)
 
     modules = [build(tensors) for build in builders]
     model = _assemble(spec, iter(modules))
@@ -478,6 +480,17 @@ def _read(path, *, build_optimizer: bool = False) -> _Contents:
     if build_optimizer and opt_spec is not None:
         optimizer = _build_optimizer(opt_spec, tensors, fail)
     return _Contents(model, optimizer, meta, extra)
+
+
+def _check_tensors(expected: dict, tensors: dict, fail) -> None:
+    """Each expected tensor is present with its shape and dtype."""
+    for t, (shape, dtype, _) in expected.items():
+        if t not in tensors:
+            raise fail(f"missing tensor {t!r}")
+        A = tensors[t]
+        if A.shape != shape or A.dtype != dtype:
+            raise fail(f"tensor {t!r} expected shape {shape} and dtype {dtype}, "
+                       f"got shape {A.shape} and dtype {A.dtype}")
 
 
 def _read_metadata(data: bytes, fail) -> dict[str, str]:
