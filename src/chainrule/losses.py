@@ -73,12 +73,13 @@ class Loss:
         """``Y`` checked against ``A``'s shape, in the form ``forward`` expects."""
         Y = np.asarray(Y)
         n, k = A_shape
+        given = Y.shape  # the message names the shape given, not the reshaped one
         if Y.ndim == 1 and k == 1:
             Y = Y.reshape(-1, 1)
         if Y.shape != (n, k):
             raise InputError(
                 f"{self!r} expected Y of shape {(n, k)}" + (f" or {(n,)}" if k == 1 else "")
-                + f" to match A, got array of shape {Y.shape}"
+                + f" to match A, got array of shape {given}"
             )
         return self._as_float(Y, dtype)
 
@@ -141,7 +142,11 @@ class NLL(Loss):
 
     def _clip(self, A):
         eps = _log_eps(A.dtype)
-        return np.clip(A, eps, 1 - eps)
+        one = A.dtype.type(1)
+        hi = A.dtype.type(1 - eps)
+        if one - hi > eps:  # float32 rounds 1 − 1e-7 down to 1 − 1.19e-7: take the next float up
+            hi = np.nextafter(hi, one)
+        return np.clip(A, eps, hi)
 
     def _sum(self, A, Y):
         Ac = self._clip(A)
