@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chainrule as cr
+from cases import MODULE_IDS, MODULES
 from chainrule import serialization
 from chainrule.errors import ChainruleError, ModelFileError
 from chainrule.optimizers import OPTIMIZERS, Adam
@@ -145,6 +146,18 @@ def test_round_trip_is_bit_identical(tmp_path, dtype, as_path):
     np.testing.assert_array_equal(A, model.predict(X))
     assert copy.training and all(m.training for m in copy.modules)
     assert os.listdir(tmp_path) == ["model.safetensors"]
+
+
+@pytest.mark.parametrize("case", MODULES, ids=MODULE_IDS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_every_module_row_saves_and_loads(tmp_path, case, dtype):
+    module = case.make(dtype)
+    model = module if case.is_network else cr.Sequential(module)
+    save(model, tmp_path / "m.safetensors")
+    copy = load(tmp_path / "m.safetensors")
+    assert snapshot(copy) == snapshot(model)
+    X = case.inputs(7, dtype)
+    np.testing.assert_array_equal(copy.predict(X), model.predict(X))
 
 
 def test_loaded_arrays_are_owned_and_writable(tmp_path):
