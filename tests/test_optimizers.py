@@ -389,8 +389,14 @@ def test_state_dict_right_after_load_gives_the_loaded_state():
     fresh = Adam()
     fresh.load_state_dict(d)
     again = fresh.state_dict()
+    d["state"][0]["exp_avg"] += 1.0  # load took a copy
+    again["state"][0]["exp_avg_sq"] += 1.0  # and state_dict gives one
+    np.testing.assert_array_equal(fresh.state_dict()["state"][0]["exp_avg"],
+                                  opt.state_dict()["state"][0]["exp_avg"])
+    assert fresh.state_dict()["state"][0]["exp_avg_sq"][0, 0] < 1.0
     assert again["t"] == 1 and again["hyper"] == d["hyper"]
-    np.testing.assert_array_equal(again["state"][0]["exp_avg"], d["state"][0]["exp_avg"])
+    np.testing.assert_array_equal(again["state"][0]["exp_avg"],
+                                  opt.state_dict()["state"][0]["exp_avg"])
 
 
 def test_callable_lr_is_stored_as_none_and_kept_on_load():
@@ -443,6 +449,8 @@ MALFORMED = [
     ("NaN state", lambda d: {**d, "state": [{"exp_avg": np.full((1, 1), np.nan),
                                              "exp_avg_sq": np.zeros((1, 1))}]}, "finite"),
     ("string state", lambda d: {**d, "state": [{"exp_avg": "0",
+                                                "exp_avg_sq": np.zeros((1, 1))}]}, "float"),
+    ("ragged state", lambda d: {**d, "state": [{"exp_avg": [[0.0], [0.0, 1.0]],
                                                 "exp_avg_sq": np.zeros((1, 1))}]}, "float"),
 ]
 

@@ -230,7 +230,10 @@ class Optimizer:
                              f"got {got}")
         checked = {}
         for name, a in s.items():
-            a = np.asarray(a)
+            try:
+                a = np.array(a)  # a copy: later changes to d do not reach us
+            except (TypeError, ValueError):
+                a = np.array(None)
             if a.dtype.kind != "f" or not np.isfinite(a).all():
                 raise InputError(f"{owner} expected state[{i}][{name!r}] as a finite float "
                                  f"array, got array of dtype {a.dtype} and shape {a.shape}")
