@@ -53,6 +53,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .errors import InputError
+from .flat import flat_view
 from .parameter import Parameter
 
 LearningRate = float | Callable[[int], float]
@@ -118,6 +119,7 @@ class Optimizer:
         self._state: dict[int, dict[str, np.ndarray]] = {}  # id(param) -> its state
         self._params: list[Parameter] = []  # in order of first appearance
         self._pending: list[dict[str, np.ndarray]] | None = None  # from load_state_dict
+        self._flat = None  # (params, their data, their grads, flat arrays) of the last step
 
     # -- the step ----------------------------------------------------------------------
 
@@ -128,6 +130,13 @@ class Optimizer:
         if self._pending is not None:
             self._attach(params)
         self.t = t
+        flat = self._flat_state(params)
+        if flat is not None:  # one update over the model's contiguous weight buffer
+            W, g, state, decayed_slices = flat
+            if self.weight_decay:
+                g = self._decayed_flat(W, g, state, decayed_slices)
+            self._update(W, g, state, eta)
+            return
         two_lambda = 2.0 * self.weight_decay
         for p in params:
             state = self._state.get(id(p))
@@ -143,6 +152,57 @@ class Optimizer:
                 decayed += g
                 g = decayed
             self._update(p.data, g, state, eta)
+
+    def _decayed_flat(self, W, g, state, slices) -> np.ndarray:
+        """``g + 2λW`` on the ``"W"`` parameters' stretches of the flat buffers."""
+        decayed = state.get("decayed_grad")
+        if decayed is None:
+            decayed = state["decayed_grad"] = np.empty_like(W)
+        np.copyto(decayed, g)
+        scratch = state["scratch0"]
+        for sl in slices:
+            np.multiply(W[sl], 2.0 * self.weight_decay, out=scratch[sl])
+            decayed[sl] += scratch[sl]
+        return decayed
+
+    def _flat_state(self, params: Sequence[Parameter]):
+        """``(W, g, state, decay_slices)`` over the flat buffers behind ``params``, or None.
+
+        When ``params`` are views into one buffer (see :mod:`chainrule.flat`), the state is
+        kept as flat arrays too, and each parameter's state is a view into them, so
+        ``state_dict`` and the per-parameter path see the same numbers.
+        """
+        cache = self._flat
+        if cache is not None and len(params) == len(cache[0]) and all(
+                p is q and p.data is d and p.grad is g
+                for p, q, d, g in zip(params, cache[0], cache[1], cache[2])):
+            return cache[3]
+        self._flat = None
+        found = flat_view(list(params))
+        if found is None:
+            return None
+        W, g = found
+        state = {name: np.zeros_like(W) for name in self._state_names}
+        for i in range(self._n_scratch):
+            state[f"scratch{i}"] = np.empty_like(W)
+        start, slices = 0, []
+        for p in params:
+            sl = slice(start, start + p.data.size)
+            old = self._state.get(id(p))
+            views = {name: state[name][sl].reshape(p.data.shape) for name in state}
+            if old is not None:  # steps taken before: carry their state over
+                for name in self._state_names:
+                    views[name][...] = old[name]
+            else:
+                self._params.append(p)
+            self._state[id(p)] = views
+            if p.name == "W":
+                slices.append(sl)
+            start += p.data.size
+        params = list(params)
+        self._flat = (params, [p.data for p in params], [p.grad for p in params],
+                      (W, g, state, slices))
+        return self._flat[3]
 
     def _update(self, W: np.ndarray, g: np.ndarray, state: dict, eta: float) -> None:
         raise NotImplementedError
@@ -219,7 +279,7 @@ class Optimizer:
         for name, value in values.items():
             setattr(self, name, value)
         self.t = int(t)
-        self._state, self._params = {}, []
+        self._state, self._params, self._flat = {}, [], None
         self._pending = pending or None
 
     def _check_param_state(self, owner: str, i: int, s) -> dict[str, np.ndarray]:

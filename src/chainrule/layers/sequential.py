@@ -8,6 +8,7 @@ import numpy as np
 
 from .._validate import as_float_matrix
 from ..errors import InputError
+from ..flat import flatten
 from ..module import named_parameters
 
 _PROTOCOL = ("__call__", "forward", "backward", "parameters", "train", "eval")
@@ -43,6 +44,7 @@ class Sequential:
                     f"module {i} ({type(module).__name__}) has no {', '.join(missing)}"
                 )
         self.modules = list(modules)
+        flatten(self.parameters())  # one buffer for all weights: see chainrule.flat
         self.training = True
         self.A = None  # the last output, so backward_from can check the loss saw it
 
