@@ -111,31 +111,42 @@ def _sup(n: int | str) -> str:
     return str(n).translate(str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"))
 
 
-def _walk(n: int, layer: dict, fused: bool) -> list[str]:
-    """The rows of one layer's block: each quantity, its formula, shape and norm."""
+def formulas(n: int, fused: bool = False) -> dict[str, str]:
+    """Each quantity of layer ``n`` as the formula that computes it, e.g. for ``n = 2``
+    ``{"dLdW": "∂L/∂W² = A¹ᵀ ∂L/∂Z²", ...}`` (keys: ``KEYS`` and ``"dAdZ"``)."""
     p, q = _sup(n - 1), _sup(n)
-    formulas = {
+    return {
         "A_prev": f"A{p}  (layer input)",
         "Z": f"Z{q} = A{p} W{q} + W0{q}",
         "A": f"A{q} = f(Z{q})",
         "dLdA": f"∂L/∂A{q}",
+        "dAdZ": f"∂A{q}/∂Z{q}",
         "dLdZ": f"∂L/∂Z{q} = ∂L/∂A{q} · ∂A{q}/∂Z{q}" + ("  (fused: (A − Y)/n)" if fused else ""),
         "dLdW": f"∂L/∂W{q} = A{p}ᵀ ∂L/∂Z{q}",
         "dLdW0": f"∂L/∂W0{q} = Σ_rows ∂L/∂Z{q}",
         "dLdA_prev": f"∂L/∂A{p} = ∂L/∂Z{q} W{q}ᵀ",
     }
-    width = max(len(f) for f in formulas.values()) + 2
+
+
+def describe_diagonal(d: dict | None) -> str:
+    """The ``"dAdZ"`` entry in words."""
+    if d is None:
+        return "not one elementwise activation: no diagonal"
+    return f"diag f′(z): mean {d['mean']:.3g}, {d['zero_fraction']:.0%} zeros"
+
+
+def _walk(n: int, layer: dict, fused: bool) -> list[str]:
+    """The rows of one layer's block: each quantity, its formula, shape and norm."""
+    text = formulas(n, fused)
+    width = max(len(f) for f in text.values()) + 2
     rows = []
     for key in KEYS:
-        rows.append(f"  {formulas[key]:<{width}}{str(layer['shapes'][key]):<12}"
+        rows.append(f"  {text[key]:<{width}}{str(layer['shapes'][key]):<12}"
                     f"‖·‖ = {layer['norms'][key]:.3e}")
         if key == "dLdA":
-            d = layer["dAdZ"]
-            text = (f"diag f′(z): mean {d['mean']:.3g}, {d['zero_fraction']:.0%} zeros"
-                    if d is not None else "not one elementwise activation: no diagonal")
-            rows.append(f"  {f'∂A{q}/∂Z{q}':<{width}}{text}")
+            rows.append(f"  {text['dAdZ']:<{width}}{describe_diagonal(layer['dAdZ'])}")
     if layer["flag"]:
-        rows.append(f"  !! {layer['flag']} gradient: ‖∂L/∂W{q}‖ is "
+        rows.append(f"  !! {layer['flag']} gradient: ‖∂L/∂W{_sup(n)}‖ is "
                     f"{'far below' if layer['flag'] == 'vanishing' else 'far above'} "
                     "the last layer's")
     return rows
