@@ -18,7 +18,7 @@ import copy
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import chainrule as cr
@@ -158,6 +158,7 @@ def test_batchnorm_any_shape(n, k, training, seed):
     if not training:
         bn.eval()
     Z, C = r.normal(size=(n, k)) * 2 + 1, r.normal(size=(n, k))
+    assume(Z.var(axis=0).min() > 1e-2)  # near-constant features: finite differences blow up
 
     def L():
         return float(np.sum(C * bn(Z)))
