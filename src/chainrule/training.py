@@ -27,6 +27,7 @@ from ._checks import check_float
 from ._rng import as_generator
 from ._validate import as_float_matrix, check_same_length
 from .errors import DivergenceError, InputError
+from .flat import flat_view
 from .losses import NLL, NLLM, Loss
 from .module import named_parameters
 
@@ -241,6 +242,12 @@ def _deferred_interrupt():
         signal.signal(signal.SIGINT, previous)
 
 
+def _finite(W: np.ndarray) -> bool:
+    """All of ``W`` finite? One fast dot product first; the exact check only if it overflows."""
+    W = W.reshape(-1)
+    return bool(np.isfinite(np.dot(W, W))) or bool(np.isfinite(W).all())
+
+
 def _diverged(epoch, step, paths, modules_of, what, culprit) -> DivergenceError:
     layer = culprit.split(".")[1] if culprit.startswith("modules.") else culprit
     return DivergenceError(
@@ -341,9 +348,17 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     n = len(X)
     bs = n if batch_size is None else min(int(batch_size), n)
     show = _progress.wanted(progress)
-    backward = model.backward_from if hasattr(model, "backward_from") else (
-        lambda loss: model.backward(loss.backward()))
-    backups = [np.empty_like(p.data) for p in params]
+    if hasattr(model, "backward_from"):  # dL/dX is not needed: skip computing it
+        def backward(loss):
+            model.backward_from(loss, input_grad=False)
+    else:
+        def backward(loss):
+            model.backward(loss.backward())
+    # The weights before each step, to go back to if the step makes them non-finite. With
+    # the flat layout of chainrule.flat, the copy and the check are one call each.
+    flat = flat_view(params)
+    weights = [flat[0]] if flat is not None else [p.data for p in params]
+    backups = [np.empty_like(W) for W in weights]
     norms = np.zeros(len(params))
     dtype = X.dtype
     stop = False
@@ -385,18 +400,19 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                             scale = clip_grad_norm / total
                             for p in params:
                                 p.grad *= scale
-                    for W, p in zip(backups, params):
-                        np.copyto(W, p.data)
+                    for W_old, W in zip(backups, weights):
+                        np.copyto(W_old, W)
                     optimizer.step(params)
-                    for path, p in zip(paths, params):
-                        if not np.isfinite(np.sum(p.data)) and not np.isfinite(p.data).all():
-                            for W_old, q in zip(backups, params):
-                                np.copyto(q.data, W_old)
-                            raise _diverged(epoch, step, paths, modules_of,
-                                            "the updated weight", path)
+                    if not all(_finite(W) for W in weights):
+                        for W_old, W in zip(backups, weights):
+                            np.copyto(W, W_old)
+                        path = next(path for path, p in zip(paths, params)
+                                    if not np.isfinite(p.data).all())
+                        raise _diverged(epoch, step, paths, modules_of,
+                                        "the updated weight", path)
                 except KeyboardInterrupt:  # outside the main thread: undo the partial step
-                    for W_old, q in zip(backups, params):
-                        np.copyto(q.data, W_old)
+                    for W_old, W in zip(backups, weights):
+                        np.copyto(W, W_old)
                     interrupted[0] = True
                     break
                 norm_sum += norms

@@ -74,6 +74,11 @@ class Linear(Module):
         np.sum(dLdZ, axis=0, keepdims=True, out=self.W0.grad)
         return dLdZ @ self.W.data.T
 
+    def backward_params(self, dLdZ: np.ndarray) -> None:
+        """``backward`` without ``dLdA_prev``: for a first layer, whose input is the data."""
+        np.matmul(self.A_prev.T, dLdZ, out=self.W.grad)
+        np.sum(dLdZ, axis=0, keepdims=True, out=self.W0.grad)
+
     def config(self) -> dict:
         return {"m": self.m, "n": self.n, "init": self.init, "dtype": self.W.data.dtype.name}
 

@@ -63,20 +63,24 @@ class Sequential:
         self.A = A
         return A
 
-    def backward(self, dLdA: np.ndarray) -> np.ndarray:
-        """Back-propagate ``dL/dAᴸ`` through every module; return ``dL/dX``."""
-        for module in reversed(self.modules):
-            dLdA = module.backward(dLdA)
-        return dLdA
+    def backward(self, dLdA: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """Back-propagate ``dL/dAᴸ`` through every module; return ``dL/dX``.
 
-    def backward_from(self, loss) -> np.ndarray:
+        With ``input_grad=False`` (what ``fit`` uses) ``dL/dX`` is not computed and None is
+        returned: the first module with parameters only computes its parameters' gradients
+        (for a first ``Linear``, this saves the product ``dL/dZ @ W.T``), and modules before
+        it are skipped.
+        """
+        return self._backward(len(self.modules), dLdA, input_grad)
+
+    def backward_from(self, loss, *, input_grad: bool = True) -> np.ndarray | None:
         """Back-propagate the loss last computed on this model's output; return ``dL/dX``.
 
         When the last module is ``Softmax`` and the loss ``NLLM``, or ``Sigmoid`` and
         ``NLL``, the two derivatives are fused (notes' Concept 19): the loss gradient
         ``dL/dZᴸ = (Aᴸ − Y)/n`` (``/n`` only for ``reduction="mean"``) goes straight to the
         module before the activation, which is both faster and exact where the activation
-        saturates.
+        saturates. ``input_grad`` is as in :meth:`backward`.
         """
         if self.A is None or getattr(loss, "A", None) is not self.A:
             raise InputError(
@@ -86,11 +90,21 @@ class Sequential:
         last = self.modules[-1] if self.modules else None
         fused = getattr(loss, "fused_backward", None)
         if fused is not None and isinstance(last, loss.fuses_with):
-            dLdZ = fused()
-            for module in reversed(self.modules[:-1]):
-                dLdZ = module.backward(dLdZ)
-            return dLdZ
-        return self.backward(loss.backward())
+            return self._backward(len(self.modules) - 1, fused(), input_grad)
+        return self._backward(len(self.modules), loss.backward(), input_grad)
+
+    def _backward(self, end: int, dLdA, input_grad: bool):
+        """Chain rule through ``modules[:end]`` in reverse, from ``dLdA`` at their output."""
+        first = 0
+        if not input_grad:  # modules before the first with parameters need no backward
+            first = next((i for i, m in enumerate(self.modules[:end]) if m.parameters()), end)
+        for i in range(end - 1, first - 1, -1):
+            module = self.modules[i]
+            if i == first and not input_grad and hasattr(module, "backward_params"):
+                module.backward_params(dLdA)
+                return None
+            dLdA = module.backward(dLdA)
+        return dLdA if input_grad else None
 
     def parameters(self) -> list:
         return [p for module in self.modules for p in module.parameters()]
