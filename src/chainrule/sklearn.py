@@ -151,6 +151,8 @@ class _BaseMLP(BaseEstimator):
     # -- training ------------------------------------------------------------------------
     def _train(self, X: np.ndarray, Y: np.ndarray, n_out: int, *, incremental: bool):
         """Build a fresh network (unless ``incremental`` and one exists) and run ``fit``."""
+        early = self.early_stopping and not incremental
+        self._check_batch_norm_rows(len(X), early)
         if not (incremental and hasattr(self, "model_")):
             # One Generator from random_state drives the initial weights, dropout masks,
             # shuffling and noise: the same random_state gives the same model.
@@ -159,12 +161,10 @@ class _BaseMLP(BaseEstimator):
             self.model_ = self._build(X.shape[1], n_out, self._rng, X.dtype)
             self.optimizer_ = self._new_optimizer()
             self.loss_curve_, self.validation_loss_curve_ = [], None
-        early = self.early_stopping and not incremental
         if early:
             # fit holds out the *last* rows: shuffle first so sorted data gives a fair split.
             order = self._rng.permutation(len(X))
             X, Y = X[order], Y[order]
-        self._check_batch_norm_rows(len(X), early)
         _, loss = self._output(n_out)
         self.history_ = fit(
             self.model_, loss, X, Y, optimizer=self.optimizer_,
@@ -173,9 +173,10 @@ class _BaseMLP(BaseEstimator):
             early_stopping=EarlyStopping(patience=self.patience) if early else None,
             input_noise=self.input_noise, clip_grad_norm=self.clip_grad_norm,
             rng=self._rng, progress=bool(self.verbose))
-        self.loss_curve_ = self.loss_curve_ + self.history_.history["loss"]
+        # .get: a Ctrl-C before the first epoch ends leaves the History empty.
+        self.loss_curve_ = self.loss_curve_ + self.history_.history.get("loss", [])
         if early:
-            self.validation_loss_curve_ = list(self.history_.history["val_loss"])
+            self.validation_loss_curve_ = list(self.history_.history.get("val_loss", []))
         self.n_iter_ = len(self.loss_curve_)
         return self
 
@@ -299,8 +300,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         check_classification_targets(y)
         self.classes_, y_index = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
-            raise ValueError(f"MLPClassifier needs samples of at least 2 classes, got 1 class "
-                             f"({self.classes_[0]!r})")
+            raise ValueError(f"MLPClassifier needs samples of at least 2 classes, got 1 class: "
+                             f"{self.classes_.tolist()}")
         return self._train(X, y_index, self._n_out(), incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -319,18 +320,18 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if first:
             classes = np.unique(classes)
             if len(classes) < 2:
-                raise ValueError(f"MLPClassifier needs at least 2 classes, got 1 class "
-                                 f"({classes[0]!r})")
+                raise ValueError(f"MLPClassifier needs at least 2 classes, got 1 class: "
+                                 f"{classes.tolist()}")
             self.classes_ = classes
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
-            raise ValueError(f"MLPClassifier.partial_fit expected classes={self.classes_!r} "
-                             f"as on the first call, got {classes!r}")
+            raise ValueError(f"MLPClassifier.partial_fit expected classes="
+                             f"{self.classes_.tolist()} as on the first call, got {classes!r}")
         y_index = np.searchsorted(self.classes_, y)
         unknown = (y_index >= len(self.classes_)) | (
             self.classes_[np.minimum(y_index, len(self.classes_) - 1)] != y)
         if unknown.any():
-            raise ValueError(f"MLPClassifier.partial_fit expected labels in {self.classes_!r}, "
-                             f"got {np.unique(y[unknown])!r}")
+            raise ValueError(f"MLPClassifier.partial_fit expected labels in "
+                             f"{self.classes_.tolist()}, got {np.unique(y[unknown]).tolist()}")
         return self._train(X, y_index, self._n_out(), incremental=True)
 
     def _n_out(self) -> int:
