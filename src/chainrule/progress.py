@@ -23,7 +23,7 @@ class EpochBar:
             self.bar = None
         else:
             self.bar = tqdm(total=steps, desc=self.desc, leave=True, file=sys.stderr,
-                            dynamic_ncols=True, mininterval=0.1)
+                            mininterval=0.1)
 
     def update(self, n: int, figures: dict) -> None:
         if self.bar is not None:

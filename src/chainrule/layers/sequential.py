@@ -133,8 +133,10 @@ class Sequential:
     @property
     def dtype(self) -> np.dtype | None:
         """The dtype of the first parameter (None for a model without parameters)."""
-        for p in self.parameters():
-            return p.data.dtype
+        for module in self.modules:  # the first module with parameters decides
+            params = module.parameters()
+            if params:
+                return params[0].data.dtype
         return None
 
     def predict(self, X, batch_size: int | None = None) -> np.ndarray:
