@@ -382,3 +382,28 @@ def test_binary_classification_with_nll():
     model = mlp((4, 8, 1), out=cr.Sigmoid)
     h = cr.fit(model, cr.NLL(), X, y, epochs=30, optimizer=cr.Adam(lr=0.01), rng=0)
     assert h.history["accuracy"][-1] > 0.9
+
+
+def test_a_one_row_last_batch_joins_the_previous_one_with_batchnorm():
+    X, y = blobs(n=9)
+    model = cr.Sequential(cr.Linear(4, 6, rng=0), cr.BatchNorm(6), cr.ReLU(),
+                          cr.Linear(6, 3, rng=1), cr.Softmax())
+    rec = Recorder()
+    h = cr.fit(model, cr.NLLM(), X, y, epochs=2, batch_size=4, callbacks=[rec], rng=0)
+    assert rec.steps == [0, 1, 0, 1]  # batches of 4 and 5 rows, not 4, 4 and 1
+    assert h.epochs == 2
+    rec = Recorder()
+    cr.fit(mlp(), cr.NLLM(), X, y, epochs=1, batch_size=4, callbacks=[rec], rng=0)
+    assert rec.steps == [0, 1, 2]  # without BatchNorm the last batch keeps its one row
+
+
+def test_an_optimizer_copy_keeps_its_state():
+    import copy
+    X, y = blobs(n=8)
+    model, opt = mlp(), cr.Adam()
+    cr.fit(model, cr.NLLM(), X, y, optimizer=opt, epochs=1, rng=0)
+    model2, opt2 = copy.deepcopy((model, opt))
+    for m, o in ((model, opt), (model2, opt2)):
+        cr.fit(m, cr.NLLM(), X, y, optimizer=o, epochs=1, rng=1)
+    for a, b in zip(weights(model), weights(model2)):
+        np.testing.assert_array_equal(a, b)

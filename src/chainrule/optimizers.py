@@ -320,6 +320,18 @@ class Optimizer:
             for name, a in s.items():
                 state[name][...] = a
 
+    def __getstate__(self) -> dict:
+        # State is keyed by id(param), which a copy changes: store it in parameter order.
+        d = self.__dict__.copy()
+        d["_state"] = [self._state[id(p)] for p in self._params]
+        d["_flat"] = None
+        return d
+
+    def __setstate__(self, d: dict) -> None:
+        states = d["_state"]
+        self.__dict__.update(d)
+        self._state = {id(p): s for p, s in zip(self._params, states, strict=True)}
+
     def __repr__(self) -> str:
         lr = self.lr if callable(self.lr) else f"{self.lr:g}"
         rest = "".join(f", {k}={v:g}" for k, v in list(self.hyperparameters().items())[1:])

@@ -242,6 +242,17 @@ def _deferred_interrupt():
         signal.signal(signal.SIGINT, previous)
 
 
+def _has_batchnorm(model) -> bool:
+    from .layers.batchnorm import BatchNorm
+    stack = [model]
+    while stack:
+        m = stack.pop()
+        if isinstance(m, BatchNorm):
+            return True
+        stack.extend(getattr(m, "modules", None) or [])
+    return False
+
+
 def _finite(W: np.ndarray) -> bool:
     """All of ``W`` finite? One fast dot product first; the exact check only if it overflows."""
     W = W.reshape(-1)
@@ -275,6 +286,8 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     epochs : int, default 10
     batch_size : int or None, default 32
         1: SGD; None: batch gradient descent; larger than the data: the whole data.
+        The last mini-batch of an epoch may be smaller; in a model with ``BatchNorm``, a
+        last batch of one row (which it cannot normalise) joins the batch before it.
     shuffle : bool, default True
         Reshuffle the training rows every epoch (through ``rng``).
     validation_data : (X_val, Y_val), optional
@@ -347,6 +360,10 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
 
     n = len(X)
     bs = n if batch_size is None else min(int(batch_size), n)
+    batches = [(start, min(start + bs, n)) for start in range(0, n, bs)]
+    if len(batches) > 1 and n % bs == 1 and _has_batchnorm(model):
+        # BatchNorm cannot train on a batch of one row: that row joins the batch before it.
+        batches[-2:] = [(batches[-2][0], n)]
     show = _progress.wanted(progress)
     if hasattr(model, "backward_from"):  # dL/dX is not needed: skip computing it
         def backward(loss):
@@ -373,12 +390,12 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
             order = rng.permutation(n) if shuffle else None
             norm_sum = np.zeros(len(params))
             loss_sum, correct, steps = 0.0, 0.0, 0
-            bar = _progress.EpochBar(epoch, epochs, -(-n // bs)) if show else None
-            for step, start in enumerate(range(0, n, bs)):
+            bar = _progress.EpochBar(epoch, epochs, len(batches)) if show else None
+            for step, (start, end) in enumerate(batches):
                 if order is None:
-                    Xb, Yb = X[start:start + bs], Y[start:start + bs]
+                    Xb, Yb = X[start:end], Y[start:end]
                 else:
-                    idx = order[start:start + bs]
+                    idx = order[start:end]
                     Xb, Yb = X.take(idx, axis=0), Y.take(idx, axis=0)
                 if input_noise:
                     Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(dtype)
@@ -422,7 +439,7 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                     correct += acc * len(Xb)
                 steps += 1
                 if bar is not None:
-                    bar.update(1, {"loss": loss_sum / (start + len(Xb))})
+                    bar.update(1, {"loss": loss_sum / end})
                 for cb in callbacks:
                     if hasattr(cb, "on_step_end"):
                         step_logs = {"loss": value, "epoch": epoch}
@@ -433,7 +450,7 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                 if bar is not None:
                     bar.close({})
                 break
-            seen = min(n, steps * bs)
+            seen = batches[steps - 1][1]
             figures = {"loss": loss_sum / seen if loss.reduction == "mean" else loss_sum}
             if isinstance(loss, (NLL, NLLM)):
                 figures["accuracy"] = correct / seen
