@@ -242,6 +242,39 @@ def _deferred_interrupt():
         signal.signal(signal.SIGINT, previous)
 
 
+class _GradNorms:
+    """Per-parameter L2 norms of the gradients, as a float64 array, one call per step.
+
+    With the flat layout (chainrule.flat) the squares are summed per parameter by one
+    ``np.add.reduceat`` in float64; otherwise one dot product per parameter. A float32
+    square that overflows is recomputed in float64, so only a truly non-finite gradient
+    gives a non-finite norm.
+    """
+
+    def __init__(self, params: list, flat):
+        self.params = params
+        if flat is not None and params:
+            self.grad = flat[1]
+            self.squares = np.empty_like(self.grad)
+            self.starts = np.cumsum([0] + [p.grad.size for p in params[:-1]])
+        else:
+            self.grad = None
+
+    def __call__(self) -> np.ndarray:
+        if self.grad is not None:
+            np.multiply(self.grad, self.grad, out=self.squares)
+            sums = np.add.reduceat(self.squares, self.starts, dtype=np.float64)
+        else:
+            sums = np.array([np.dot(g, g) for g in (p.grad.reshape(-1) for p in self.params)],
+                            dtype=np.float64)
+        if not np.isfinite(sums).all():
+            for i, p in enumerate(self.params):
+                if not np.isfinite(sums[i]):
+                    g = p.grad.reshape(-1).astype(np.float64)
+                    sums[i] = np.dot(g, g)
+        return np.sqrt(sums)
+
+
 def _has_batchnorm(model) -> bool:
     from .layers.batchnorm import BatchNorm
     stack = [model]
@@ -376,7 +409,7 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     flat = flat_view(params)
     weights = [flat[0]] if flat is not None else [p.data for p in params]
     backups = [np.empty_like(W) for W in weights]
-    norms = np.zeros(len(params))
+    grad_norms = _GradNorms(params, flat)
     dtype = X.dtype
     stop = False
     step_logs: dict = {}
@@ -403,10 +436,8 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                     A = model.forward(Xb)
                     value = loss.forward(A, Yb)
                     backward(loss)
-                    for i, p in enumerate(params):
-                        g = p.grad.reshape(-1)
-                        norms[i] = math.sqrt(float(np.dot(g, g)))
-                    if not (math.isfinite(value) and np.isfinite(norms).all()):
+                    norms = grad_norms()
+                    if not (math.isfinite(value) and math.isfinite(norms.sum())):
                         bad = [path for path, v in zip(paths, norms) if not math.isfinite(v)]
                         culprit = bad[0] if bad else (paths[-1] if paths else "output")
                         what = "the gradient" if bad else "the loss"
