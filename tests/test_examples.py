@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -51,3 +52,90 @@ def test_example_runs(script, tmp_path):
         assert piece in done.stdout, piece
     if HAS_MATPLOTLIB:
         assert plot.read_bytes().startswith(b"\x89PNG")
+
+
+# -- the documentation follows the code ----------------------------------------------------
+
+DOCS = EXAMPLES.parent / "docs"
+SRC = EXAMPLES.parent / "src" / "chainrule"
+HEADER = "| notes | formula | chainrule | where |"
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+
+
+def excerpt_rows():
+    """``(page, chainrule cell, file)`` for every row of the formula-beside-code tables."""
+    rows = []
+    for page in sorted((DOCS / "notes").glob("*.md")):
+        lines = page.read_text(encoding="utf-8").splitlines()
+        for i, line in enumerate(lines):
+            if line.strip() != HEADER:
+                continue
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                notes, formula, code, where = _cells(row)
+                files = re.findall(r"`([\w/]+\.py)`", where)
+                rows.append((page.name, code, files[0] if files else None))
+    return rows
+
+
+def test_docs_have_formula_tables():
+    pages = {page for page, _, _ in excerpt_rows()}
+    assert pages == {p.name for p in (DOCS / "notes").glob("*.md")} - {"index.md"}
+    assert len(excerpt_rows()) > 50
+
+
+@pytest.mark.parametrize("page, code, path", excerpt_rows(),
+                         ids=[f"{p}:{c[:40]}" for p, c, _ in excerpt_rows()])
+def test_docs_code_is_copied_from_the_source(page, code, path):
+    # Every `snippet` in the chainrule column appears, verbatim up to spaces, in the file
+    # named in the where column: the pages cannot drift away from the code.
+    assert path is not None, f"{page}: a row without a file"
+    source = " ".join((SRC / path).read_text(encoding="utf-8").split())
+    snippets = re.findall(r"`([^`]+)`", code)
+    assert snippets, f"{page}: a row without code"
+    for snippet in snippets:
+        assert " ".join(snippet.replace("\\|", "|").split()) in source, (page, snippet)
+
+
+def test_mkdocs_nav_lists_every_page():
+    config = (EXAMPLES.parent / "mkdocs.yml").read_text(encoding="utf-8")
+    listed = set(re.findall(r":\s*([\w/.-]+\.md)\s*$", config, flags=re.M))
+    pages = {str(p.relative_to(DOCS)) for p in DOCS.rglob("*.md")}
+    assert listed == pages
+
+
+PAGES = ["index.md", "tutorial.md", "seeing.md", "notes/networks.md", "notes/activations.md",
+         "notes/backprop.md", "notes/training.md"]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_docs_python_blocks_run(page, tmp_path, monkeypatch, capsys):
+    import chainrule as cr
+    text = (DOCS / page).read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert blocks
+    if "datasets.load" in text or "chainrule.sklearn" in text:
+        pytest.importorskip("sklearn")
+    if ".plot(" in text or "plotting" in text:
+        pytest.importorskip("matplotlib")
+    from chainrule.explain import explain
+    if not callable(getattr(cr, "explain", None)):  # until the package exports the function
+        monkeypatch.setattr(cr, "explain", explain, raising=False)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, f"docs/{page}", "exec"), namespace)  # noqa: S102
+    capsys.readouterr()
+
+
+def test_mkdocs_builds(tmp_path):
+    pytest.importorskip("mkdocs")
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
+                           "-f", str(EXAMPLES.parent / "mkdocs.yml"), "-d", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "notes" / "backprop" / "index.html").exists()
