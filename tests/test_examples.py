@@ -98,7 +98,9 @@ def test_docs_code_is_copied_from_the_source(page, code, path):
     snippets = re.findall(r"`([^`]+)`", code)
     assert snippets, f"{page}: a row without code"
     for snippet in snippets:
-        assert " ".join(snippet.replace("\\|", "|").split()) in source, (page, snippet)
+        text = re.escape(" ".join(snippet.replace("\\|", "|").split()))
+        # Whole expressions only: `x @ W` must not match inside `x @ W.T` or `f(x @ W)[0]`.
+        assert re.search(rf"(?<![\w.]){text}(?![\w.(\[])", source), (page, snippet)
 
 
 def test_mkdocs_nav_lists_every_page():
