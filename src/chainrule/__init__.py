@@ -3,8 +3,10 @@
 >>> import chainrule as cr
 """
 
+from . import schedules as schedules  # cr.schedules.InverseTime(...)
 from .checkpoint import resume
 from .errors import ChainruleError, DivergenceError, ModelFileError
+from .explain import explain
 from .gradcheck import gradcheck
 from .layers import (
     BatchNorm,
@@ -30,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SGD", "Adadelta", "Adagrad", "Adam", "EarlyStopping", "History", "Momentum", "RMSprop",
-    "fit", "load", "load_optimizer", "resume", "save",
+    "explain", "fit", "load", "load_optimizer", "resume", "save",
     "AbsoluteLoss", "BatchNorm", "ChainruleError", "DivergenceError", "Dropout", "Identity",
     "LeakyReLU", "Linear", "Module", "ModelFileError", "NLL", "NLLM", "Parameter", "ReLU",
     "Sequential", "Sigmoid", "Softmax", "SquareLoss", "Step", "Tanh", "gradcheck",
