@@ -154,6 +154,14 @@ def accuracy(loss, A: np.ndarray, Y: np.ndarray) -> float | None:
     return None
 
 
+def _n_correct(loss, A: np.ndarray, Y: np.ndarray) -> int:
+    """How many rows of a batch ``accuracy`` counts as correct."""
+    if isinstance(loss, NLLM):
+        labels = Y if Y.ndim == 1 else Y.argmax(axis=1)
+        return int(np.count_nonzero(A.argmax(axis=1) == labels))
+    return int(np.count_nonzero((A >= 0.5) == (Y >= 0.5)))
+
+
 def _check_loss(loss) -> None:
     if not isinstance(loss, Loss):
         raise InputError(
@@ -267,7 +275,7 @@ class _GradNorms:
         else:
             sums = np.array([np.dot(g, g) for g in (p.grad.reshape(-1) for p in self.params)],
                             dtype=np.float64)
-        if not np.isfinite(sums).all():
+        if not math.isfinite(sums.sum()):
             for i, p in enumerate(self.params):
                 if not np.isfinite(sums[i]):
                     g = p.grad.reshape(-1).astype(np.float64)
@@ -292,13 +300,83 @@ def _finite(W: np.ndarray) -> bool:
     return bool(np.isfinite(np.dot(W, W))) or bool(np.isfinite(W).all())
 
 
-def _diverged(epoch, step, paths, modules_of, what, culprit) -> DivergenceError:
-    layer = culprit.split(".")[1] if culprit.startswith("modules.") else culprit
-    return DivergenceError(
-        f"training diverged at epoch {epoch}, step {step}, layer {layer} ({culprit}"
-        f"{modules_of.get(culprit, '')}): {what} is not finite. The model keeps the weights "
-        "from before this step; try a smaller learning rate, clip_grad_norm, or scaled inputs."
-    )
+class _Step:
+    """One optimizer step, with the guarantees ``fit`` makes about it.
+
+    forward → loss → backward → (clip) → optimizer step, where a non-finite loss or
+    gradient stops before the update and a non-finite updated weight is undone, both with a
+    ``DivergenceError`` naming the epoch, step and layer. ``undo()`` puts back the weights
+    from before the step (for an interrupt in the middle of one).
+    """
+
+    def __init__(self, model, loss, optimizer, clip_grad_norm):
+        named = named_parameters(model)
+        self.paths = [path for path, _ in named]
+        self.params = [p for _, p in named]
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.clip_grad_norm = clip_grad_norm
+        modules = getattr(model, "modules", None)
+        self.layer_of = {path: f", {modules[int(path.split('.')[1])]!r}"
+                         for path in self.paths if modules and path.startswith("modules.")}
+        if hasattr(model, "backward_from"):  # dL/dX is not needed: skip computing it
+            self.backward = lambda loss: model.backward_from(loss, input_grad=False)
+        else:
+            self.backward = lambda loss: model.backward(loss.backward())
+        # With the flat layout of chainrule.flat, the weights' backup copy and finiteness
+        # check are one call each per step.
+        flat = flat_view(self.params)
+        self.weights = [flat[0]] if flat is not None else [p.data for p in self.params]
+        self.backups = [np.empty_like(W) for W in self.weights]
+        self.grad_norms = _GradNorms(self.params, flat)
+
+    def __call__(self, Xb, Yb, epoch: int, step: int):
+        """Take the step on batch ``(Xb, Yb)``; return ``(loss value, A, gradient norms)``."""
+        A = self.model.forward(Xb)
+        value = self.loss.forward(A, Yb)
+        self.backward(self.loss)
+        norms = self.grad_norms()
+        if not (math.isfinite(value) and math.isfinite(norms.sum())):
+            bad = [path for path, v in zip(self.paths, norms) if not math.isfinite(v)]
+            culprit = bad[0] if bad else (self.paths[-1] if self.paths else "output")
+            raise self._diverged(epoch, step, "the gradient" if bad else "the loss", culprit)
+        if self.clip_grad_norm is not None:
+            total = math.sqrt(float(np.dot(norms, norms)))
+            if total > self.clip_grad_norm:
+                scale = self.clip_grad_norm / total
+                for p in self.params:
+                    p.grad *= scale
+        for W_old, W in zip(self.backups, self.weights):
+            np.copyto(W_old, W)
+        self.optimizer.step(self.params)
+        if not all(_finite(W) for W in self.weights):
+            self.undo()
+            culprit = next(path for path, p in zip(self.paths, self.params)
+                           if not np.isfinite(p.data).all())
+            raise self._diverged(epoch, step, "the updated weight", culprit)
+        return value, A, norms
+
+    def undo(self) -> None:
+        for W_old, W in zip(self.backups, self.weights):
+            np.copyto(W, W_old)
+
+    def _diverged(self, epoch, step, what, culprit) -> DivergenceError:
+        layer = culprit.split(".")[1] if culprit.startswith("modules.") else culprit
+        return DivergenceError(
+            f"training diverged at epoch {epoch}, step {step}, layer {layer} ({culprit}"
+            f"{self.layer_of.get(culprit, '')}): {what} is not finite. The model keeps the "
+            "weights from before this step; try a smaller learning rate, clip_grad_norm, or "
+            "scaled inputs."
+        )
+
+
+def _batches(n: int, batch_size: int | None, model) -> list[tuple[int, int]]:
+    """``(start, end)`` of each batch of an epoch over n rows."""
+    bs = n if batch_size is None else min(int(batch_size), n)
+    batches = [(start, min(start + bs, n)) for start in range(0, n, bs)]
+    if len(batches) > 1 and n % bs == 1 and _has_batchnorm(model):
+        # BatchNorm cannot train on a batch of one row: that row joins the batch before it.
+        batches[-2:] = [(batches[-2][0], n)]
+    return batches
 
 
 # -- fit -----------------------------------------------------------------------------------
@@ -372,12 +450,8 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     rng = as_generator(rng)
     callbacks = list(callbacks)
 
-    named = named_parameters(model)
-    paths = [path for path, _ in named]
-    params = [p for _, p in named]
-    modules_of = {path: f", {model.modules[int(path.split('.')[1])]!r}"
-                  for path in paths
-                  if path.startswith("modules.") and hasattr(model, "modules")}
+    take_step = _Step(model, loss, optimizer, clip_grad_norm)
+    params, paths = take_step.params, take_step.paths
     history = History()
     start_epoch = 0
     if _resume_state is not None:
@@ -392,27 +466,11 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
         history.grad_norms.setdefault(path, [])
 
     n = len(X)
-    bs = n if batch_size is None else min(int(batch_size), n)
-    batches = [(start, min(start + bs, n)) for start in range(0, n, bs)]
-    if len(batches) > 1 and n % bs == 1 and _has_batchnorm(model):
-        # BatchNorm cannot train on a batch of one row: that row joins the batch before it.
-        batches[-2:] = [(batches[-2][0], n)]
+    batches = _batches(n, batch_size, model)
     show = _progress.wanted(progress)
-    if hasattr(model, "backward_from"):  # dL/dX is not needed: skip computing it
-        def backward(loss):
-            model.backward_from(loss, input_grad=False)
-    else:
-        def backward(loss):
-            model.backward(loss.backward())
-    # The weights before each step, to go back to if the step makes them non-finite. With
-    # the flat layout of chainrule.flat, the copy and the check are one call each.
-    flat = flat_view(params)
-    weights = [flat[0]] if flat is not None else [p.data for p in params]
-    backups = [np.empty_like(W) for W in weights]
-    grad_norms = _GradNorms(params, flat)
-    dtype = X.dtype
-    stop = False
-    step_logs: dict = {}
+    step_callbacks = [cb for cb in callbacks if hasattr(cb, "on_step_end")]
+    classifies = isinstance(loss, (NLL, NLLM))
+    per_row = loss.reduction == "mean"  # a batch's loss is its rows' mean: weigh by rows
 
     # Overflow on the way to a non-finite loss is reported once, as a DivergenceError.
     with _deferred_interrupt() as interrupted, np.errstate(over="ignore", invalid="ignore",
@@ -422,7 +480,7 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
             model.train()
             order = rng.permutation(n) if shuffle else None
             norm_sum = np.zeros(len(params))
-            loss_sum, correct, steps = 0.0, 0.0, 0
+            loss_sum, correct, steps, seen = 0.0, 0, 0, 0
             bar = _progress.EpochBar(epoch, epochs, len(batches)) if show else None
             for step, (start, end) in enumerate(batches):
                 if order is None:
@@ -431,59 +489,30 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                     idx = order[start:end]
                     Xb, Yb = X.take(idx, axis=0), Y.take(idx, axis=0)
                 if input_noise:
-                    Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(dtype)
+                    Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(X.dtype)
                 try:
-                    A = model.forward(Xb)
-                    value = loss.forward(A, Yb)
-                    backward(loss)
-                    norms = grad_norms()
-                    if not (math.isfinite(value) and math.isfinite(norms.sum())):
-                        bad = [path for path, v in zip(paths, norms) if not math.isfinite(v)]
-                        culprit = bad[0] if bad else (paths[-1] if paths else "output")
-                        what = "the gradient" if bad else "the loss"
-                        raise _diverged(epoch, step, paths, modules_of, what, culprit)
-                    if clip_grad_norm is not None:
-                        total = math.sqrt(float(np.dot(norms, norms)))
-                        if total > clip_grad_norm:
-                            scale = clip_grad_norm / total
-                            for p in params:
-                                p.grad *= scale
-                    for W_old, W in zip(backups, weights):
-                        np.copyto(W_old, W)
-                    optimizer.step(params)
-                    if not all(_finite(W) for W in weights):
-                        for W_old, W in zip(backups, weights):
-                            np.copyto(W, W_old)
-                        path = next(path for path, p in zip(paths, params)
-                                    if not np.isfinite(p.data).all())
-                        raise _diverged(epoch, step, paths, modules_of,
-                                        "the updated weight", path)
+                    value, A, norms = take_step(Xb, Yb, epoch, step)
                 except KeyboardInterrupt:  # outside the main thread: undo the partial step
-                    for W_old, W in zip(backups, weights):
-                        np.copyto(W, W_old)
+                    take_step.undo()
                     interrupted[0] = True
                     break
                 norm_sum += norms
-                loss_sum += value * (len(Xb) if loss.reduction == "mean" else 1)
-                acc = accuracy(loss, A, Yb)
-                if acc is not None:
-                    correct += acc * len(Xb)
-                steps += 1
+                loss_sum += value * (end - start) if per_row else value
+                if classifies:
+                    correct += _n_correct(loss, A, Yb)
+                steps, seen = steps + 1, end
                 if bar is not None:
-                    bar.update(1, {"loss": loss_sum / end})
-                for cb in callbacks:
-                    if hasattr(cb, "on_step_end"):
-                        step_logs = {"loss": value, "epoch": epoch}
-                        cb.on_step_end(step, step_logs)
+                    bar.update(1, {"loss": loss_sum / seen})
+                for cb in step_callbacks:
+                    cb.on_step_end(step, {"loss": value, "epoch": epoch})
                 if interrupted[0]:
                     break
             if steps == 0:  # interrupted before the epoch's first step completed
                 if bar is not None:
                     bar.close({})
                 break
-            seen = batches[steps - 1][1]
-            figures = {"loss": loss_sum / seen if loss.reduction == "mean" else loss_sum}
-            if isinstance(loss, (NLL, NLLM)):
+            figures = {"loss": loss_sum / seen if per_row else loss_sum}
+            if classifies:
                 figures["accuracy"] = correct / seen
             if Xv is not None:
                 val = evaluate(model, loss, Xv, Yv)
@@ -492,20 +521,18 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                     figures["val_accuracy"] = val["accuracy"]
             figures["time"] = time.perf_counter() - t0
             history._append(figures)
-            for path, s in zip(paths, norm_sum):
-                history.grad_norms[path].append(float(s / steps))
+            for path, total in zip(paths, norm_sum):
+                history.grad_norms[path].append(float(total / steps))
             if bar is not None:
                 bar.close({k: v for k, v in figures.items() if k != "time"})
             if interrupted[0]:
-                history.interrupted = True
                 break
+            stop = False
             if early_stopping is not None and early_stopping.update(
                     epoch, figures["val_loss"], params):
-                history.stopped_early = True
-                stop = True
-            logs = dict(figures)
+                history.stopped_early = stop = True
             for cb in callbacks:
-                if hasattr(cb, "on_epoch_end") and cb.on_epoch_end(epoch, logs):
+                if hasattr(cb, "on_epoch_end") and cb.on_epoch_end(epoch, dict(figures)):
                     stop = True
             if checkpoint is not None:
                 from .checkpoint import write_checkpoint
@@ -513,12 +540,10 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                                  history, finished=stop)
             if stop:
                 break
-    if interrupted[0]:
-        history.interrupted = True
+    history.interrupted = bool(interrupted[0])
     if early_stopping is not None:
         early_stopping.restore(params)
         if early_stopping.best_epoch is not None:
             history.best_epoch = early_stopping.best_epoch
     model.train()
     return history
-
