@@ -388,9 +388,9 @@ def markdown(report: dict) -> str:
         "# chainrule benchmark" + (" (quick run)" if report["quick"] else ""),
         "",
         f"{env['date']}, commit {env['commit']}; {env['cpu']}, {env['cores']} cores; "
-        f"**{env['threads']} threads** for every system. Median of the repeats (one epoch "
-        "each, systems interleaved); × floor and × PyTorch are ratios of medians (below 1: "
-        "faster than the reference). Load average at start "
+        f"**{env['threads']} thread{'s' if env['threads'] != 1 else ''}** for every system. "
+        "Median of the repeats (one epoch each, systems interleaved); × floor and × PyTorch "
+        "are ratios of medians (below 1: faster than the reference). Load average at start "
         f"{', '.join(f'{x:.2f}' for x in env['load_average_start'])}, at end "
         f"{', '.join(f'{x:.2f}' for x in env['load_average_end'])}.",
         "",

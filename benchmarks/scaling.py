@@ -81,7 +81,8 @@ def markdown(report) -> str:
     out = [
         "# How chainrule's cost grows" + (" (quick run)" if report["quick"] else ""),
         "",
-        f"{env['date']}, commit {env['commit']}; {env['cpu']}, **{env['threads']} threads**; "
+        f"{env['date']}, commit {env['commit']}; {env['cpu']}, "
+        f"**{env['threads']} thread{'s' if env['threads'] != 1 else ''}**; "
         f"median of {report['repeats']} epochs per point, systems interleaved. Load average "
         f"at start {', '.join(f'{x:.2f}' for x in env['load_average_start'])}, at end "
         f"{', '.join(f'{x:.2f}' for x in env['load_average_end'])}.",
