@@ -31,7 +31,8 @@ def as_float_matrix(X, name: str, owner: str, dtype=None) -> np.ndarray:
 
 def check_finite(X: np.ndarray, name: str, owner: str) -> None:
     """Raise naming NaN or inf when ``X`` has any non-finite value."""
-    if X.dtype.kind == "f" and not np.isfinite(X).all():
+    # min and max are NaN when any value is, ±inf when any value is: no temporary array
+    if X.dtype.kind == "f" and X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
         n_nan = int(np.isnan(X).sum())
         what = "NaN" if n_nan else "inf"
         count = n_nan if n_nan else int(np.isinf(X).sum())

@@ -10,6 +10,8 @@ on checked targets; ``fit`` uses the two so its inner loop never re-validates.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ._validate import check_finite
@@ -196,21 +198,20 @@ class NLLM(Loss):
             )
         return Y.astype(np.intp, copy=False)
 
-    def _picked(self, A, Y):
-        return A[np.arange(len(A)), Y]
-
     def _sum(self, A, Y):
         eps = _log_eps(A.dtype)
         if Y.ndim == 1:
-            return -np.log(np.maximum(self._picked(A, Y), eps)).sum(dtype=np.float64)
+            # a_y of each row, through flat indices row·k + y (kept for the backward pass)
+            self.picked = Y + _row_starts(*A.shape)
+            a_y = A.reshape(-1).take(self.picked)
+            return -np.log(np.maximum(a_y, eps)).sum(dtype=np.float64)
         return -np.vdot(Y, np.log(np.maximum(A, eps)))
 
     def _grad(self, A, Y):
         eps = _log_eps(A.dtype)
         if Y.ndim == 1:
             G = np.zeros_like(A)
-            rows = np.arange(len(A))
-            G[rows, Y] = -1 / np.maximum(A[rows, Y], eps)
+            G.reshape(-1)[self.picked] = -1 / np.maximum(A.reshape(-1)[self.picked], eps)
             return G
         return -Y / np.maximum(A, eps)
 
@@ -218,8 +219,16 @@ class NLLM(Loss):
         A, Y = self.A, self.Y
         if Y.ndim == 1:
             G = A.copy()
-            G[np.arange(len(A)), Y] -= 1
+            G.reshape(-1)[self.picked] -= 1  # A − Y with Y one-hot
         else:
             G = A - Y
         G *= A.dtype.type(self._scale())
         return G
+
+
+@functools.lru_cache(maxsize=16)
+def _row_starts(n: int, k: int) -> np.ndarray:
+    """``[0, k, 2k, ...]``: the flat index of each row's first entry (read-only, cached)."""
+    starts = np.arange(0, n * k, k)
+    starts.flags.writeable = False
+    return starts

@@ -519,12 +519,12 @@ class Adam(Optimizer):
         _decay_average(v, self.beta2, np.multiply(g, g, out=s), s)  # v ← β₂v + (1−β₂) g²
         bias1 = 1.0 - self.beta1**self.t
         bias2 = 1.0 - self.beta2**self.t
-        # √v̂ + eps = √v / √(1−β₂ᵗ) + eps;  η m̂ = (η / (1−β₁ᵗ)) m
+        # η m̂ / (√v̂ + eps) = (η √(1−β₂ᵗ) / (1−β₁ᵗ)) · m / (√v + eps √(1−β₂ᵗ)):
+        # the same number with one pass over the arrays fewer (PyTorch's arrangement).
         np.sqrt(v, out=s)
-        s /= math.sqrt(bias2)
-        s += self.eps
+        s += self.eps * math.sqrt(bias2)
         np.divide(m, s, out=s)
-        s *= eta / bias1
+        s *= eta * math.sqrt(bias2) / bias1
         W -= s
 
 

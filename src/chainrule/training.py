@@ -251,35 +251,23 @@ def _deferred_interrupt():
 
 
 class _GradNorms:
-    """Per-parameter L2 norms of the gradients, as a float64 array, one call per step.
+    """Per-parameter L2 norms of the gradients, as a float64 array.
 
-    With the flat layout (chainrule.flat) the squares are summed per parameter by one
-    ``np.add.reduceat`` in float64; otherwise one dot product per parameter. A float32
-    square that overflows is recomputed in float64, so only a truly non-finite gradient
-    gives a non-finite norm.
+    One BLAS dot product per parameter, in the parameters' dtype; a float32 sum of squares
+    that overflows is recomputed in float64, so only a truly non-finite gradient gives a
+    non-finite norm.
     """
 
-    def __init__(self, params: list, flat):
+    def __init__(self, params: list):
         self.params = params
-        if flat is not None and params:
-            self.grad = flat[1]
-            self.squares = np.empty_like(self.grad)
-            self.starts = np.cumsum([0] + [p.grad.size for p in params[:-1]])
-        else:
-            self.grad = None
 
     def __call__(self) -> np.ndarray:
-        if self.grad is not None:
-            np.multiply(self.grad, self.grad, out=self.squares)
-            sums = np.add.reduceat(self.squares, self.starts, dtype=np.float64)
-        else:
-            sums = np.array([np.dot(g, g) for g in (p.grad.reshape(-1) for p in self.params)],
-                            dtype=np.float64)
+        sums = np.array([np.vdot(p.grad, p.grad) for p in self.params], dtype=np.float64)
         if not math.isfinite(sums.sum()):
             for i, p in enumerate(self.params):
-                if not np.isfinite(sums[i]):
-                    g = p.grad.reshape(-1).astype(np.float64)
-                    sums[i] = np.dot(g, g)
+                if not math.isfinite(sums[i]):
+                    g = p.grad.astype(np.float64)
+                    sums[i] = np.vdot(g, g)
         return np.sqrt(sums)
 
 
@@ -327,7 +315,7 @@ class _Step:
         flat = flat_view(self.params)
         self.weights = [flat[0]] if flat is not None else [p.data for p in self.params]
         self.backups = [np.empty_like(W) for W in self.weights]
-        self.grad_norms = _GradNorms(self.params, flat)
+        self.grad_norms = _GradNorms(self.params)
 
     def __call__(self, Xb, Yb, epoch: int, step: int):
         """Take the step on batch ``(Xb, Yb)``; return ``(loss value, A, gradient norms)``."""

@@ -40,10 +40,12 @@ class Dropout(Module):
         if not self.training or self.p == 0.0:
             self.mask = None
             return A
-        keep = self.rng.random(A.shape, dtype=np.float32) >= self.p
-        self.mask = keep.astype(A.dtype)
-        self.mask *= 1.0 / (1.0 - self.p)
-        return A * self.mask
+        # mask = (u ≥ p) / (1 − p), built in one buffer: draw, compare in place, scale
+        mask = self.rng.random(A.shape, dtype=A.dtype)
+        np.greater_equal(mask, self.p, out=mask)
+        mask *= 1.0 / (1.0 - self.p)
+        self.mask = mask
+        return A * mask
 
     def backward(self, dLdA):
         return dLdA if self.mask is None else dLdA * self.mask
