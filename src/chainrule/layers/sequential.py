@@ -59,7 +59,7 @@ class Sequential:
         if dtype is not None and A.dtype != dtype:
             A = A.astype(dtype)
         for module in self.modules:
-            A = module(A)
+            A = module.forward(A)
         self.A = A
         return A
 
@@ -97,7 +97,8 @@ class Sequential:
         """Chain rule through ``modules[:end]`` in reverse, from ``dLdA`` at their output."""
         first = 0
         if not input_grad:  # modules before the first with parameters need no backward
-            first = next((i for i, m in enumerate(self.modules[:end]) if m.parameters()), end)
+            while first < end and not self.modules[first].parameters():
+                first += 1
         for i in range(end - 1, first - 1, -1):
             module = self.modules[i]
             if i == first and not input_grad and hasattr(module, "backward_params"):
