@@ -30,6 +30,17 @@ def weights(model):
     return [p.data.copy() for p in model.parameters()]
 
 
+class Spy(cr.Identity):
+    """Identity that records the inputs it sees, in training and in eval mode."""
+
+    def __init__(self):
+        self.train_inputs, self.eval_inputs = [], []
+
+    def forward(self, Z):
+        (self.train_inputs if self.training else self.eval_inputs).append(Z.copy())
+        return Z
+
+
 class Recorder:
     """A callback that records every call."""
 
@@ -86,33 +97,19 @@ def test_batch_size_larger_than_the_data_means_the_whole_data():
 
 def test_unshuffled_minibatches_follow_the_data_order():
     X, y = blobs(n=10)
-    seen = []
-
-    class Spy(cr.Identity):
-        def forward(self, Z):
-            if self.training:
-                seen.append(Z.copy())
-            return Z
-
-    model = cr.Sequential(Spy(), *mlp().modules)
-    cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=4, shuffle=False)
+    spy = Spy()
+    cr.fit(cr.Sequential(spy, *mlp().modules), cr.NLLM(), X, y, epochs=1, batch_size=4,
+           shuffle=False)
+    seen = spy.train_inputs
     assert [len(b) for b in seen] == [4, 4, 2]  # the last mini-batch may be smaller
     np.testing.assert_array_equal(np.concatenate(seen), X)
 
 
 def test_shuffled_epochs_see_every_row_once():
     X, y = blobs(n=10)
-    seen = []
-
-    class Spy(cr.Identity):
-        def forward(self, Z):
-            if self.training:
-                seen.append(Z.copy())
-            return Z
-
-    model = cr.Sequential(Spy(), *mlp().modules)
-    cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=3, rng=1)
-    rows = np.concatenate(seen)
+    spy = Spy()
+    cr.fit(cr.Sequential(spy, *mlp().modules), cr.NLLM(), X, y, epochs=1, batch_size=3, rng=1)
+    rows = np.concatenate(spy.train_inputs)
     assert not np.array_equal(rows, X)
     np.testing.assert_array_equal(np.sort(rows, axis=0), np.sort(X, axis=0))
 
@@ -184,20 +181,14 @@ def test_early_stopping_needs_validation_data():
 
 def test_input_noise_touches_training_batches_only():
     X, y = blobs(n=12)
-    train_inputs, eval_inputs = [], []
-
-    class Spy(cr.Identity):
-        def forward(self, Z):
-            (train_inputs if self.training else eval_inputs).append(Z.copy())
-            return Z
-
-    model = cr.Sequential(Spy(), *mlp().modules)
+    spy = Spy()
+    model = cr.Sequential(spy, *mlp().modules)
     Xv, yv = blobs(n=5, rng=3)
     cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=None, shuffle=False, input_noise=0.5,
            validation_data=(Xv, yv), rng=0)
-    noise = train_inputs[0] - X
+    noise = spy.train_inputs[0] - X
     assert 0.3 < noise.std() < 0.7
-    assert any(np.array_equal(Z, Xv) for Z in eval_inputs)  # validation without noise
+    assert any(np.array_equal(Z, Xv) for Z in spy.eval_inputs)  # validation without noise
     np.testing.assert_array_equal(model.predict(Xv), model.predict(Xv))
 
 
