@@ -118,3 +118,21 @@ def test_a_model_file_is_not_a_checkpoint(tmp_path):
     X, y = data()
     with pytest.raises(cr.ModelFileError):
         cr.resume(path, cr.NLLM(), X, y)
+
+
+def test_a_run_stopped_by_a_callback_resumes_to_the_end(tmp_path):
+    X, y = data()
+    path = tmp_path / "paused.safetensors"
+
+    class PauseAfter:
+        def on_epoch_end(self, epoch, logs):
+            return epoch == 1
+
+    m1 = model()
+    h1 = cr.fit(m1, cr.NLLM(), X, y, epochs=5, rng=0, progress=False)
+    cr.fit(model(), cr.NLLM(), X, y, epochs=5, rng=0, progress=False, callbacks=[PauseAfter()],
+           checkpoint=path)
+    m2, h2 = cr.resume(path, cr.NLLM(), X, y, epochs=5, progress=False)
+    assert h2.epochs == 5 and figures(h1) == figures(h2)
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        np.testing.assert_array_equal(a.data, b.data)

@@ -398,3 +398,61 @@ def test_an_optimizer_copy_keeps_its_state():
         cr.fit(m, cr.NLLM(), X, y, optimizer=o, epochs=1, rng=1)
     for a, b in zip(weights(model), weights(model2)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_non_finite_updated_weight_is_undone_and_named():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 3)).astype(np.float32)
+    y = rng.normal(size=(16, 1)).astype(np.float32)
+    for opt in (cr.SGD(lr=1e39), cr.Adam(lr=1e39)):
+        model = cr.Sequential(cr.Linear(3, 4, rng=0), cr.Tanh(), cr.Linear(4, 1, rng=1))
+        W = weights(model)
+        with pytest.raises(cr.DivergenceError, match=r"at epoch 0, step 0, layer \d+ .*"
+                                                     r"the updated weight is not finite"):
+            cr.fit(model, cr.SquareLoss(), X, y, optimizer=opt, epochs=1, batch_size=None)
+        for a, b in zip(weights(model), W):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_divergence_also_restores_batchnorm_running_statistics():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(16, 3)).astype(np.float32)
+    model = cr.Sequential(cr.Linear(3, 4, rng=0), cr.BatchNorm(4), cr.ReLU(),
+                          cr.Linear(4, 1, rng=1))
+    bn = model.modules[1]
+    seen = {}
+
+    class Remember:
+        def on_step_end(self, step, logs):
+            seen["stats"] = bn.running_mean.copy(), bn.running_var.copy()
+
+    with pytest.raises(cr.DivergenceError):
+        cr.fit(model, cr.SquareLoss(), X * 1e3, rng.normal(size=16) * 1e6,
+               optimizer=cr.SGD(lr=1.0), epochs=50, batch_size=8, callbacks=[Remember()])
+    np.testing.assert_array_equal(bn.running_mean, seen["stats"][0])
+    np.testing.assert_array_equal(bn.running_var, seen["stats"][1])
+
+
+def test_ctrl_c_at_the_end_of_an_epoch_takes_no_further_step():
+    X, y = blobs(n=16)
+    model = mlp()
+    snap = {}
+
+    class CtrlCAtEpochEnd:
+        def on_epoch_end(self, epoch, logs):
+            if epoch == 1:
+                snap["w"] = weights(model)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    h = cr.fit(model, cr.NLLM(), X, y, epochs=5, batch_size=4, callbacks=CtrlCAtEpochEnd(),
+               rng=0)
+    assert h.interrupted and h.epochs == 2
+    for a, b in zip(weights(model), snap["w"]):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", cr.Adam])
+def test_fit_wants_an_optimizer_instance(optimizer):
+    X, y = blobs(n=8)
+    with pytest.raises(ValueError, match=r"optimizer instance such as cr.Adam"):
+        cr.fit(mlp(), cr.NLLM(), X, y, optimizer=optimizer)

@@ -271,15 +271,16 @@ class _GradNorms:
         return np.sqrt(sums)
 
 
-def _has_batchnorm(model) -> bool:
+def _batchnorms(model) -> list:
+    """The BatchNorm modules inside ``model`` (through nested ``.modules``)."""
     from .layers.batchnorm import BatchNorm
-    stack = [model]
+    found, stack = [], [model]
     while stack:
         m = stack.pop()
         if isinstance(m, BatchNorm):
-            return True
+            found.append(m)
         stack.extend(getattr(m, "modules", None) or [])
-    return False
+    return found
 
 
 def _finite(W: np.ndarray) -> bool:
@@ -293,8 +294,9 @@ class _Step:
 
     forward → loss → backward → (clip) → optimizer step, where a non-finite loss or
     gradient stops before the update and a non-finite updated weight is undone, both with a
-    ``DivergenceError`` naming the epoch, step and layer. ``undo()`` puts back the weights
-    from before the step (for an interrupt in the middle of one).
+    ``DivergenceError`` naming the epoch, step and layer. ``undo()`` puts back the weights,
+    and the BatchNorm running statistics that the forward pass moved, as they were before
+    the step (also for an interrupt in the middle of one).
     """
 
     def __init__(self, model, loss, optimizer, clip_grad_norm):
@@ -314,11 +316,15 @@ class _Step:
         # check are one call each per step.
         flat = flat_view(self.params)
         self.weights = [flat[0]] if flat is not None else [p.data for p in self.params]
-        self.backups = [np.empty_like(W) for W in self.weights]
+        self.saved = self.weights + [a for bn in _batchnorms(model)
+                                     for a in (bn.running_mean, bn.running_var)]
+        self.backups = [np.empty_like(a) for a in self.saved]
         self.grad_norms = _GradNorms(self.params)
 
     def __call__(self, Xb, Yb, epoch: int, step: int):
         """Take the step on batch ``(Xb, Yb)``; return ``(loss value, A, gradient norms)``."""
+        for old, a in zip(self.backups, self.saved):
+            np.copyto(old, a)
         A = self.model.forward(Xb)
         value = self.loss.forward(A, Yb)
         self.backward(self.loss)
@@ -326,6 +332,7 @@ class _Step:
         if not (math.isfinite(value) and math.isfinite(norms.sum())):
             bad = [path for path, v in zip(self.paths, norms) if not math.isfinite(v)]
             culprit = bad[0] if bad else (self.paths[-1] if self.paths else "output")
+            self.undo()
             raise self._diverged(epoch, step, "the gradient" if bad else "the loss", culprit)
         if self.clip_grad_norm is not None:
             total = math.sqrt(float(np.dot(norms, norms)))
@@ -333,19 +340,17 @@ class _Step:
                 scale = self.clip_grad_norm / total
                 for p in self.params:
                     p.grad *= scale
-        for W_old, W in zip(self.backups, self.weights):
-            np.copyto(W_old, W)
         self.optimizer.step(self.params)
         if not all(_finite(W) for W in self.weights):
-            self.undo()
             culprit = next(path for path, p in zip(self.paths, self.params)
                            if not np.isfinite(p.data).all())
+            self.undo()
             raise self._diverged(epoch, step, "the updated weight", culprit)
         return value, A, norms
 
     def undo(self) -> None:
-        for W_old, W in zip(self.backups, self.weights):
-            np.copyto(W, W_old)
+        for old, a in zip(self.backups, self.saved):
+            np.copyto(a, old)
 
     def _diverged(self, epoch, step, what, culprit) -> DivergenceError:
         layer = culprit.split(".")[1] if culprit.startswith("modules.") else culprit
@@ -361,7 +366,7 @@ def _batches(n: int, batch_size: int | None, model) -> list[tuple[int, int]]:
     """``(start, end)`` of each batch of an epoch over n rows."""
     bs = n if batch_size is None else min(int(batch_size), n)
     batches = [(start, min(start + bs, n)) for start in range(0, n, bs)]
-    if len(batches) > 1 and n % bs == 1 and _has_batchnorm(model):
+    if len(batches) > 1 and n % bs == 1 and _batchnorms(model):
         # BatchNorm cannot train on a batch of one row: that row joins the batch before it.
         batches[-2:] = [(batches[-2][0], n)]
     return batches
@@ -420,7 +425,10 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     X, Y = _prepare(model, loss, X, Y, "fit")
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise InputError("fit expected validation_data=(X_val, Y_val)")
+            raise InputError("fit expected validation_data=(X_val, Y_val), got "
+                             f"{type(validation_data).__name__}"
+                             + (f" of length {len(validation_data)}"
+                                if isinstance(validation_data, (tuple, list)) else ""))
         Xv, Yv = _prepare(model, loss, *validation_data, "fit (validation_data)")
     elif validation_split > 0:
         n_val = int(round(len(X) * validation_split))
@@ -435,7 +443,12 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     if optimizer is None:
         from .optimizers import Adam
         optimizer = Adam()
+    elif isinstance(optimizer, type) or not callable(getattr(optimizer, "step", None)):
+        raise InputError(f"fit expected an optimizer instance such as cr.Adam(lr=1e-3), "
+                         f"got {optimizer!r}")
     rng = as_generator(rng)
+    if hasattr(callbacks, "on_epoch_end") or hasattr(callbacks, "on_step_end"):
+        callbacks = [callbacks]  # one callback given on its own
     callbacks = list(callbacks)
 
     take_step = _Step(model, loss, optimizer, clip_grad_norm)
@@ -471,6 +484,8 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
             loss_sum, correct, steps, seen = 0.0, 0, 0, 0
             bar = _progress.EpochBar(epoch, epochs, len(batches)) if show else None
             for step, (start, end) in enumerate(batches):
+                if interrupted[0]:  # Ctrl-C between epochs: no further step
+                    break
                 if order is None:
                     Xb, Yb = X[start:end], Y[start:end]
                 else:
@@ -513,7 +528,7 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                 history.grad_norms[path].append(float(total / steps))
             if bar is not None:
                 bar.close({k: v for k, v in figures.items() if k != "time"})
-            if interrupted[0]:
+            if steps < len(batches):  # interrupted in the middle of the epoch
                 break
             stop = False
             if early_stopping is not None and early_stopping.update(
@@ -524,9 +539,10 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                     stop = True
             if checkpoint is not None:
                 from .checkpoint import write_checkpoint
+                # only early stopping ends a run for good; a callback's stop can be resumed
                 write_checkpoint(checkpoint, model, optimizer, epoch + 1, rng, early_stopping,
-                                 history, finished=stop)
-            if stop:
+                                 history, finished=history.stopped_early)
+            if stop or interrupted[0]:  # Ctrl-C after the last step ends at the epoch's end
                 break
     history.interrupted = bool(interrupted[0])
     if early_stopping is not None:
