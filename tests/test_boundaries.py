@@ -92,3 +92,42 @@ def test_fit_rejects_a_non_loss_and_bad_validation_data():
 def test_sequential_rejects_objects_that_are_not_modules():
     with pytest.raises(cr.ChainruleError, match="has no"):
         cr.Sequential(cr.Linear(2, 2), object())
+
+
+def test_a_user_module_with_two_parameters_of_one_name_gets_distinct_paths():
+    class Scale2:
+        """A * W1 * W2, both named "W"; its backward makes W1's gradient 3x too large."""
+
+        def __init__(self, broken):
+            self.W1 = cr.Parameter(np.array([[1.5, -0.5]]), "W")
+            self.W2 = cr.Parameter(np.array([[0.7, 2.0]]), "W")
+            self.broken, self.training = broken, True
+
+        def __call__(self, A):
+            return self.forward(A)
+
+        def forward(self, A):
+            self.A = A
+            return A * self.W1.data * self.W2.data
+
+        def backward(self, dLdA):
+            self.W1.grad[...] = (3 if self.broken else 1) * np.sum(
+                dLdA * self.A * self.W2.data, axis=0, keepdims=True)
+            self.W2.grad[...] = np.sum(dLdA * self.A * self.W1.data, axis=0, keepdims=True)
+            return dLdA * self.W1.data * self.W2.data
+
+        def parameters(self):
+            return [self.W1, self.W2]
+
+        def train(self):
+            self.training = True
+
+        def eval(self):
+            self.training = False
+
+    X = np.random.default_rng(0).normal(size=(4, 2))
+    Y = np.random.default_rng(1).normal(size=(4, 2))
+    ok = cr.gradcheck(cr.Sequential(Scale2(False)), cr.SquareLoss(), X, Y)
+    assert list(ok.errors) == ["modules.0.W", "modules.0.W.1"] and ok.ok
+    bad = cr.gradcheck(cr.Sequential(Scale2(True)), cr.SquareLoss(), X, Y)
+    assert not bad.ok and bad.errors["modules.0.W"] > 1e-2

@@ -171,8 +171,8 @@ WRONG_SHAPES = [
     (cr.NLLM(), (4, 3), np.zeros(5, int),
      "NLLM() expected integer labels of shape (4,) or one-hot Y of shape (4, 3), "
      "got array of shape (5,)"),
-    (cr.NLLM(), (4, 3), np.zeros((4, 1), int),
-     "NLLM() expected Y of shape (4, 3) to match A, got array of shape (4, 1)"),
+    (cr.NLLM(), (4, 3), np.zeros((4, 2)),
+     "NLLM() expected Y of shape (4, 3) to match A, got array of shape (4, 2)"),
     (cr.NLLM(), (4, 3), np.zeros((4, 3, 1)),
      "NLLM() expected integer labels of shape (4,) or one-hot Y of shape (4, 3), "
      "got array of shape (4, 3, 1)"),
@@ -243,3 +243,21 @@ def test_backward_before_forward(cls):
 def test_non_numeric_targets():
     _raises(lambda: cr.SquareLoss()(np.zeros((2, 1)), np.array(["a", "b"])),
             "SquareLoss() expected numeric Y, got array of dtype <U1")
+
+
+def test_nllm_takes_a_column_of_labels_like_a_vector():
+    A = np.random.default_rng(0).dirichlet(np.ones(3), size=4)
+    y = np.array([0, 2, 1, 2])
+    assert cr.NLLM()(A, y[:, None]) == cr.NLLM()(A, y)
+
+
+@pytest.mark.parametrize("Y", [2 * np.eye(3), np.zeros((3, 3)), -np.eye(3),
+                               np.array([[0.5, 0.6, -0.1]] * 3)])
+def test_nllm_rejects_rows_that_are_not_probabilities(Y):
+    with pytest.raises(ValueError, match="class probabilities"):
+        cr.NLLM()(np.full((3, 3), 1 / 3), Y)
+
+
+def test_nllm_accepts_soft_labels():
+    Y = np.array([[0.2, 0.8, 0.0]] * 3)
+    assert cr.NLLM()(np.full((3, 3), 1 / 3), Y) == pytest.approx(np.log(3))

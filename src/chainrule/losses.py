@@ -42,10 +42,10 @@ class Loss:
 
     def __call__(self, A, Y) -> float:
         A = np.asarray(A)
-        if A.ndim != 2:
+        if A.ndim != 2 or A.shape[0] == 0:
             raise InputError(
-                f"{self!r} expected A as a 2-D array (n_samples, n_outputs), "
-                f"got array of shape {A.shape}"
+                f"{self!r} expected A as a " + ("2-D" if A.ndim != 2 else "non-empty 2-D")
+                + f" array (n_samples, n_outputs), got array of shape {A.shape}"
             )
         if A.dtype.kind != "f":  # an integer A would make an integer (truncated) dL/dA
             if A.dtype.kind not in "biu":
@@ -167,8 +167,9 @@ class NLLM(Loss):
 
         L = −Σⱼ yⱼ log aⱼ,    dL/daⱼ = −yⱼ / aⱼ
 
-    ``Y``: one-hot ``(n, k)`` or integer class labels ``(n,)`` in ``0..k-1`` (kept as labels:
-    no one-hot matrix is built). ``a`` is clipped below at ε (1e-7 in float32, 1e-15 in
+    ``Y``: integer class labels ``(n,)`` in ``0..k-1`` (kept as labels: no one-hot matrix is
+    built) or ``(n, k)`` rows of class probabilities (one-hot, or soft labels: each row ≥ 0
+    and summing to 1, which the fused gradient assumes). ``a`` is clipped below at ε (1e-7 in float32, 1e-15 in
     float64). After a ``Softmax``, ``Sequential.backward_from`` uses the fused
     ``dL/dZ = (A − Y)/n`` (notes' Concept 19).
     """
@@ -178,8 +179,18 @@ class NLLM(Loss):
     def check_targets(self, Y, A_shape, dtype):
         Y = np.asarray(Y)
         n, k = A_shape
-        if Y.ndim == 2:
-            return super().check_targets(Y, A_shape, dtype)
+        if Y.ndim == 2 and not (Y.shape == (n, 1) and k != 1):  # not a column of labels
+            Y = super().check_targets(Y, A_shape, dtype)
+            sums = Y.sum(axis=1, dtype=np.float64)
+            if Y.min(initial=0) < 0 or not np.allclose(sums, 1, atol=1e-3 if dtype == np.float32
+                                                        else 1e-6):
+                raise InputError(
+                    f"{self!r} expected each row of Y to be class probabilities (≥ 0, summing "
+                    f"to 1, e.g. one-hot), got rows summing to {sums.min():g}..{sums.max():g} "
+                    f"with smallest value {Y.min():g}")
+            return Y
+        if Y.shape == (n, 1) and k != 1:  # a column of labels
+            Y = Y[:, 0]
         if Y.shape != (n,):
             raise InputError(
                 f"{self!r} expected integer labels of shape {(n,)} or one-hot Y of shape "

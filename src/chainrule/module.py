@@ -63,8 +63,13 @@ def named_parameters(module, prefix: str = "") -> list[tuple[str, Parameter]]:
     """``[(path, parameter), ...]`` with paths such as ``"modules.0.W"``.
 
     Uses the module's own ``named_parameters`` when it has one (``Sequential`` does), and
-    otherwise names each parameter by its ``.name`` (a user's module needs nothing more).
+    otherwise names each parameter by its ``.name`` (a user's module needs nothing more);
+    a name used twice in one module gets a counter: ``W``, ``W.1``, ...
     """
     if hasattr(module, "named_parameters"):
         return module.named_parameters(prefix)
-    return [(prefix + p.name, p) for p in module.parameters()]
+    named, seen = [], {}
+    for p in module.parameters():
+        k = seen[p.name] = seen.get(p.name, -1) + 1
+        named.append((f"{prefix}{p.name}" + (f".{k}" if k else ""), p))
+    return named

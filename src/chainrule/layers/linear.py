@@ -59,7 +59,7 @@ class Linear(Module):
         self.A_prev = None
 
     def forward(self, A_prev: np.ndarray) -> np.ndarray:
-        if A_prev.ndim != 2 or A_prev.shape[1] != self.m:
+        if getattr(A_prev, "ndim", 0) != 2 or A_prev.shape[1] != self.m:
             check_matrix(repr(self), A_prev, self.m)
         W = self.W.data
         if A_prev.dtype != W.dtype:

@@ -37,6 +37,9 @@ class Sequential:
 
     def __init__(self, *modules):
         for i, module in enumerate(modules):
+            if isinstance(module, type):
+                raise InputError(f"Sequential expected module instances; module {i} is the "
+                                 f"class {module.__name__}: write {module.__name__}(...)")
             missing = [m for m in _PROTOCOL if not hasattr(module, m)]
             if missing:
                 raise InputError(
@@ -150,8 +153,9 @@ class Sequential:
         if batch_size is not None and (not isinstance(batch_size, numbers.Integral)
                                        or isinstance(batch_size, bool) or batch_size < 1):
             raise InputError(f"predict expected batch_size ≥ 1 or None, got {batch_size!r}")
-        modes = [getattr(m, "training", True) for m in self.modules]
         was_training = self.training
+        # a module without a readable mode is put back in the model's own mode
+        modes = [getattr(m, "training", was_training) for m in self.modules]
         self.eval()
         try:
             step = batch_size or len(X)
