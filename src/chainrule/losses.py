@@ -169,9 +169,9 @@ class NLLM(Loss):
 
     ``Y``: integer class labels ``(n,)`` in ``0..k-1`` (kept as labels: no one-hot matrix is
     built) or ``(n, k)`` rows of class probabilities (one-hot, or soft labels: each row ≥ 0
-    and summing to 1, which the fused gradient assumes). ``a`` is clipped below at ε (1e-7 in float32, 1e-15 in
-    float64). After a ``Softmax``, ``Sequential.backward_from`` uses the fused
-    ``dL/dZ = (A − Y)/n`` (notes' Concept 19).
+    and summing to 1, which the fused gradient assumes). ``a`` is clipped below at ε (1e-7
+    in float32, 1e-15 in float64). After a ``Softmax``, ``Sequential.backward_from`` uses the
+    fused ``dL/dZ = (A − Y)/n`` (notes' Concept 19).
     """
 
     fuses_with = Softmax
