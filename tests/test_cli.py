@@ -87,6 +87,7 @@ def test_every_option_of_fit_is_a_flag(schedule, capsys):
     (["train", "--optimizer", "lbfgs"], "--optimizer"),
     (["train", "--dropout", "1.5"], "--dropout"),
     (["train", "--bogus"], "unrecognized"),
+    (["train", "--seed", "-1"], "--seed"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_arguments_exit_2_with_one_line(argv, message, capsys):
@@ -132,3 +133,29 @@ def test_python_dash_m_and_help():
                  "--batch-size", "--dropout", "--batch-norm", "--weight-decay", "--input-noise",
                  "--early-stopping", "--seed", "--save", "--report"):
         assert flag in out
+
+
+def test_predict_skips_the_label_column_of_a_labelled_file(iris_csv, tmp_path, capsys):
+    model = str(tmp_path / "m.safetensors")
+    assert main(["train", "--data", str(iris_csv / "iris.csv"), "--label", "species",
+                 "--epochs", "2", "--save", model, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["predict", model, str(iris_csv / "iris.csv")]) == 0
+    assert len(capsys.readouterr().out.split()) == 1 + 150
+
+
+def test_output_folders_are_checked_before_training(tmp_path, capsys):
+    for flag in ("--save", "--report", "--checkpoint"):
+        assert main(["train", "--data", "iris", flag, str(tmp_path / "no" / "x"),
+                     "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "does not exist" in err and flag in err
+
+
+def test_checkpoint_no_shuffle_and_min_delta_flags(tmp_path, capsys):
+    import chainrule as cr
+    path = tmp_path / "run.safetensors"
+    assert main(["train", "--data", "iris", "--epochs", "3", "--checkpoint", str(path),
+                 "--no-shuffle", "--early-stopping", "2", "--min-delta", "0.01",
+                 "--no-progress"]) == 0
+    assert isinstance(cr.load(path), cr.Sequential)

@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import os
 import sys
 
 import numpy as np
@@ -20,9 +22,6 @@ ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "leaky_relu
                "identity": "Identity"}
 OPTIMIZERS = {"sgd": "SGD", "momentum": "Momentum", "adagrad": "Adagrad", "rmsprop": "RMSprop",
               "adadelta": "Adadelta", "adam": "Adam"}
-DEFAULT_LR = {"sgd": 0.01, "momentum": 0.01, "adagrad": 0.01, "rmsprop": 0.001,
-              "adadelta": 1.0, "adam": 0.001}
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line on stderr and exit status 2."""
@@ -36,6 +35,13 @@ def _positive_int(text):
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text}")
+    return value
+
+
+def _seed(text):
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 0, got {text}")
     return value
 
 
@@ -88,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     o = t.add_argument_group("training")
     o.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
-    o.add_argument("--lr", type=_nonnegative, help="step size η (default: per optimizer, "
-                   "0.001 for adam)")
+    o.add_argument("--lr", type=_nonnegative, help="step size η (default: the optimizer's "
+                   "own, e.g. 0.001 for adam, 0.01 for sgd)")
     o.add_argument("--schedule", choices=["constant", "step", "exponential", "inverse_time",
                                           "cosine"], default="constant",
                    help="step-size schedule η(t) over the steps (default: constant)")
@@ -106,10 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without validation improvement and "
                    "keep the best weights (default: off)")
-    o.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    o.add_argument("--min-delta", type=_nonnegative, default=0.0,
+                   help="with --early-stopping: the least decrease that counts as improving")
+    o.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="keep the rows in order instead of reshuffling every epoch")
+    o.add_argument("--seed", type=_seed, default=0,
+                   help="seed of every random choice (default: 0)")
     out = t.add_argument_group("output")
     out.add_argument("--save", metavar="PATH", help="write the trained model (.safetensors)")
     out.add_argument("--report", metavar="PATH", help="write an HTML report of the run")
+    out.add_argument("--checkpoint", metavar="PATH",
+                     help="after every epoch, write all that resuming the run needs")
     prog = out.add_mutually_exclusive_group()
     prog.add_argument("--progress", dest="progress", action="store_true", default=None,
                       help="always show progress bars")
@@ -212,6 +225,11 @@ def train(args) -> int:
     import chainrule as cr
 
     from . import optimizers
+    for flag, path in (("--save", args.save), ("--report", args.report),
+                       ("--checkpoint", args.checkpoint)):
+        folder = os.path.dirname(os.path.abspath(path)) if path else None
+        if folder and not os.path.isdir(folder):  # say so now, not after training
+            raise ChainruleError(f"{flag} {path}: folder {folder} does not exist")
     rng = np.random.default_rng(args.seed)
     data = _load_data(args)
     model, loss = _build(args, data, rng)
@@ -220,12 +238,13 @@ def train(args) -> int:
     if data.task == "regression":  # fit standardised targets; report in original units
         y_scale = (float(y_train.mean()), float(y_train.std() or 1.0))
         y_train = (y_train - y_scale[0]) / y_scale[1]
-    lr = args.lr if args.lr is not None else DEFAULT_LR[args.optimizer]
+    optimizer_class = getattr(optimizers, OPTIMIZERS[args.optimizer])
+    lr = args.lr if args.lr is not None else optimizer_class().lr  # its own default
     n_fit = int(len(y_train) * (1 - args.validation_split))
     steps = args.epochs * (1 if args.batch_size is None else -(-n_fit // args.batch_size))
-    opt = getattr(optimizers, OPTIMIZERS[args.optimizer])(
-        lr=_schedule(args, lr, steps), weight_decay=args.weight_decay)
-    early = cr.EarlyStopping(patience=args.early_stopping) if args.early_stopping else None
+    opt = optimizer_class(lr=_schedule(args, lr, steps), weight_decay=args.weight_decay)
+    early = (cr.EarlyStopping(patience=args.early_stopping, min_delta=args.min_delta)
+             if args.early_stopping else None)
     print(f"{data.name}: {len(y_train)} training rows, {len(data.y_test)} test rows, "
           f"{data.X_train.shape[1]} features, " + (
               f"{data.n_outputs} classes" if data.task == "classification" else "regression"),
@@ -233,7 +252,8 @@ def train(args) -> int:
     history = cr.fit(model, loss, data.X_train, y_train, optimizer=opt, epochs=args.epochs,
                      batch_size=args.batch_size, validation_split=args.validation_split,
                      early_stopping=early, input_noise=args.input_noise,
-                     clip_grad_norm=args.clip_grad_norm, rng=rng, progress=args.progress)
+                     clip_grad_norm=args.clip_grad_norm, rng=rng, progress=args.progress,
+                     shuffle=args.shuffle, checkpoint=args.checkpoint)
     metrics = _metrics(data, model, data.X_test, data.y_test, y_scale)
     if history.interrupted:
         print("training interrupted: evaluating the model as it is", file=sys.stderr)
@@ -275,10 +295,12 @@ def _open(path):
 
 def _read_features(path, info, tensors, with_label):
     from .datasets import read_csv
-    X, labels, names = read_csv(path, info["label"] if with_label else None)
-    if with_label is False and info.get("label") in names:  # a labelled file given to predict
-        keep = [i for i, n in enumerate(names) if n != info["label"]]
-        X, names = X[:, keep], [names[i] for i in keep]
+    label = info["label"]
+    if not with_label:  # a file for predict may still hold the label column: skip it
+        with open(path, newline="") as f:
+            header = [h.strip() for h in next(csv.reader(f), [])]
+        label = label if label in header else None
+    X, labels, names = read_csv(path, label)
     if names != info["features"]:
         raise ChainruleError(f"{path!r} expected feature columns {info['features']}, "
                              f"got {names}")
