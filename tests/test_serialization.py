@@ -596,3 +596,31 @@ def test_save_refuses_a_model_that_would_not_load(tmp_path):
     with pytest.raises(ChainruleError, match="'modules.0.W0' expected shape .* dtype float32"):
         save(cr.Sequential(layer), tmp_path / "m.safetensors")
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("where, value", [("modules.0.W", np.nan), ("modules.0.W0", np.inf)])
+def test_non_finite_weights_are_neither_saved_nor_loaded(tmp_path, where, value):
+    model = cr.Sequential(cr.Linear(3, 2, rng=0), cr.BatchNorm(2))
+    dict(model.named_parameters())[where].data.flat[0] = value
+    with pytest.raises(cr.ChainruleError, match="finite"):
+        save(model, tmp_path / "m.safetensors")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_negative_running_variance_is_refused(tmp_path):
+    model = cr.Sequential(cr.Linear(3, 2, rng=0), cr.BatchNorm(2))
+    model.modules[1].running_var[0, 0] = -1.0
+    with pytest.raises(cr.ChainruleError, match="variances"):
+        save(model, tmp_path / "m.safetensors")
+
+
+def test_a_signed_file_with_nan_weights_is_refused_on_load(tmp_path, valid_file):
+    metadata, tensors = decode(valid_file)
+    metadata.pop("sha256")
+    name = next(t for t in tensors if t.endswith(".W"))
+    tensors[name] = tensors[name].copy()
+    tensors[name].flat[0] = np.nan
+    path = tmp_path / "nan.safetensors"
+    path.write_bytes(signed(metadata, tensors))  # a valid digest: only the values are wrong
+    with pytest.raises(ModelFileError, match="finite"):
+        load(path)

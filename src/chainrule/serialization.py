@@ -483,7 +483,8 @@ def _read(path, *, build_optimizer: bool = False) -> _Contents:
 
 
 def _check_tensors(expected: dict, tensors: dict, fail) -> None:
-    """Each expected tensor is present with its shape and dtype."""
+    """Each expected tensor is present with its shape and dtype, finite, and (running
+    variances) not negative."""
     for t, (shape, dtype, _) in expected.items():
         if t not in tensors:
             raise fail(f"missing tensor {t!r}")
@@ -491,6 +492,10 @@ def _check_tensors(expected: dict, tensors: dict, fail) -> None:
         if A.shape != shape or A.dtype != dtype:
             raise fail(f"tensor {t!r} expected shape {shape} and dtype {dtype}, "
                        f"got shape {A.shape} and dtype {A.dtype}")
+        if A.dtype.kind == "f" and not np.isfinite(A).all():  # NaN would reach predictions
+            raise fail(f"tensor {t!r} expected finite values, got NaN or inf")
+        if t.endswith("running_var") and A.size and A.min() < 0:
+            raise fail(f"tensor {t!r} expected variances ≥ 0, got {A.min():g}")
 
 
 def _read_metadata(data: bytes, fail) -> dict[str, str]:
