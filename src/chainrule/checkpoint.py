@@ -13,6 +13,7 @@ import numpy as np
 
 from .errors import InputError, ModelFileError
 from .layers.dropout import Dropout
+from .module import submodules
 from .serialization import load_checkpoint, save_checkpoint
 from .training import EarlyStopping, History, fit
 
@@ -23,13 +24,7 @@ _ES_FIELDS = ("best", "best_epoch", "wait")
 
 
 def _dropouts(model) -> list[Dropout]:
-    found, stack = [], list(reversed(getattr(model, "modules", [])))
-    while stack:
-        m = stack.pop()
-        if isinstance(m, Dropout):
-            found.append(m)
-        stack.extend(reversed(getattr(m, "modules", [])))
-    return found
+    return [m for m in submodules(model) if isinstance(m, Dropout)]
 
 
 def write_checkpoint(path, model, optimizer, epochs_done: int, rng: np.random.Generator,

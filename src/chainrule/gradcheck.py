@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import InputError
-from .module import named_parameters
+from .module import named_parameters, submodules
 from .parameter import Parameter
 
 OK_BELOW = 1e-4
@@ -60,16 +60,6 @@ def _rel_error(a, n: np.ndarray) -> float:
     return err if np.isfinite(err) else 1.0
 
 
-def _submodules(model) -> list:
-    """The model and every module inside it (through ``.modules`` lists)."""
-    found, stack = [], [model]
-    while stack:
-        m = stack.pop()
-        found.append(m)
-        stack.extend(getattr(m, "modules", None) or [])
-    return found
-
-
 def _to_float64(model) -> list:
     """Cast every float array and Parameter held by the (copied) model to float64.
 
@@ -80,7 +70,7 @@ def _to_float64(model) -> list:
     for p in model.parameters():  # also those a user's module keeps in a list
         p.data = p.data.astype(np.float64)
         p.grad = np.zeros_like(p.data)
-    for module in _submodules(model):
+    for module in submodules(model):
         for name, value in list(getattr(module, "__dict__", {}).items()):
             if isinstance(value, Parameter):
                 if value.data.dtype != np.float64:

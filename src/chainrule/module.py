@@ -59,6 +59,14 @@ class Module:
         return f"{type(self).__name__}({args})"
 
 
+def submodules(module) -> list:
+    """``module`` and every module inside it (through ``.modules`` lists), in order."""
+    found = [module]
+    for child in getattr(module, "modules", None) or []:
+        found.extend(submodules(child))
+    return found
+
+
 def named_parameters(module, prefix: str = "") -> list[tuple[str, Parameter]]:
     """``[(path, parameter), ...]`` with paths such as ``"modules.0.W"``.
 

@@ -29,7 +29,7 @@ from ._validate import as_float_matrix, check_same_length
 from .errors import DivergenceError, InputError
 from .flat import flat_view
 from .losses import NLL, NLLM, Loss
-from .module import named_parameters
+from .module import named_parameters, submodules
 
 
 class EarlyStopping:
@@ -146,11 +146,8 @@ def accuracy(loss, A: np.ndarray, Y: np.ndarray) -> float | None:
     NLLM: argmax of each row against the label; NLL: ``A ≥ 0.5`` against the 0/1 label.
     ``Y`` is in the form returned by ``loss.check_targets``.
     """
-    if isinstance(loss, NLLM):
-        labels = Y if Y.ndim == 1 else Y.argmax(axis=1)
-        return float(np.mean(A.argmax(axis=1) == labels))
-    if isinstance(loss, NLL):
-        return float(np.mean((A >= 0.5) == (Y >= 0.5)))
+    if isinstance(loss, (NLL, NLLM)):
+        return _n_correct(loss, A, Y) / len(A)
     return None
 
 
@@ -274,13 +271,7 @@ class _GradNorms:
 def _batchnorms(model) -> list:
     """The BatchNorm modules inside ``model`` (through nested ``.modules``)."""
     from .layers.batchnorm import BatchNorm
-    found, stack = [], [model]
-    while stack:
-        m = stack.pop()
-        if isinstance(m, BatchNorm):
-            found.append(m)
-        stack.extend(getattr(m, "modules", None) or [])
-    return found
+    return [m for m in submodules(model) if isinstance(m, BatchNorm)]
 
 
 def _finite(W: np.ndarray) -> bool:
