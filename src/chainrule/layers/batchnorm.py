@@ -68,9 +68,9 @@ class BatchNorm(Module):
                     f"{self!r} in training mode needs a batch of at least 2 rows to compute "
                     f"batch statistics, got array of shape {Z.shape}"
                 )
-            mu = Z.mean(axis=0, keepdims=True)
+            mu = _mean_over_rows(Z)
             Zbar = Z - mu
-            var = np.mean(Zbar * Zbar, axis=0, keepdims=True)
+            var = _mean_over_rows(Zbar * Zbar)
             m = self.momentum
             self.running_mean *= 1 - m
             self.running_mean += m * mu
@@ -82,19 +82,24 @@ class BatchNorm(Module):
         self.inv_std = 1 / np.sqrt(var + dtype.type(self.eps))
         Zbar *= self.inv_std
         self.Zbar = Zbar
-        return Zbar * self.G.data + self.B.data
+        A = Zbar * self.G.data
+        A += self.B.data
+        return A
 
     def backward(self, dLdA):
-        Zbar, inv_std = self.Zbar, self.inv_std
-        np.sum(dLdA * Zbar, axis=0, keepdims=True, out=self.G.grad)
-        np.sum(dLdA, axis=0, keepdims=True, out=self.B.grad)
-        dLdZbar = dLdA * self.G.data
+        Zbar, inv_std, G = self.Zbar, self.inv_std, self.G.data
+        dLdG = np.matmul(_ones_row(dLdA), dLdA * Zbar, out=self.G.grad)  # Σ_rows dLdA * Z̄
+        dLdB = np.matmul(_ones_row(dLdA), dLdA, out=self.B.grad)  # Σ_rows dLdA
+        k = G * inv_std  # dLdZ̄ / √(σ² + eps) = dLdA * k
         if not self.training:  # running statistics are constants
-            return dLdZbar * inv_std
-        b = dLdA.shape[0]
-        dLdZ = dLdZbar - self.B.grad * (self.G.data / b)  # − mean(dLdZ̄)
-        dLdZ -= Zbar * (self.G.grad * (self.G.data / b))  # − Z̄ mean(dLdZ̄ Z̄)
-        dLdZ *= inv_std
+            return dLdA * k
+        # With dLdZ̄ = dLdA * G: mean(dLdZ̄) = G dLdB / b and mean(dLdZ̄ Z̄) = G dLdG / b, so
+        # dLdZ = dLdA * k − (dLdB + Z̄ * dLdG) * k / b: three passes over (b, n) arrays.
+        k_b = k / dLdA.shape[0]
+        T = Zbar * (dLdG * k_b)
+        T += dLdB * k_b
+        dLdZ = dLdA * k
+        dLdZ -= T
         return dLdZ
 
     def config(self):
@@ -103,3 +108,13 @@ class BatchNorm(Module):
 
     def __repr__(self):
         return f"BatchNorm({self.n})"
+
+
+def _ones_row(M: np.ndarray) -> np.ndarray:
+    """A ``(1, b)`` row of ones for a ``(b, n)`` matrix: ``_ones_row(M) @ M`` sums its rows."""
+    return np.ones((1, M.shape[0]), M.dtype)
+
+
+def _mean_over_rows(M: np.ndarray) -> np.ndarray:
+    """``(b, n) -> (1, n)``: the mean of each column, as one BLAS product ``(1ᵀ/b) M``."""
+    return np.matmul(np.full((1, M.shape[0]), 1 / M.shape[0], M.dtype), M)
