@@ -8,6 +8,7 @@ from .._checks import check_dtype, check_float, check_matrix, check_positive_int
 from ..errors import InputError
 from ..module import Module
 from ..parameter import Parameter
+from ._rows import mean_rows, sum_rows
 
 
 class BatchNorm(Module):
@@ -68,9 +69,9 @@ class BatchNorm(Module):
                     f"{self!r} in training mode needs a batch of at least 2 rows to compute "
                     f"batch statistics, got array of shape {Z.shape}"
                 )
-            mu = _mean_over_rows(Z)
+            mu = mean_rows(Z)
             Zbar = Z - mu
-            var = _mean_over_rows(Zbar * Zbar)
+            var = mean_rows(Zbar * Zbar)
             m = self.momentum
             self.running_mean *= 1 - m
             self.running_mean += m * mu
@@ -88,8 +89,8 @@ class BatchNorm(Module):
 
     def backward(self, dLdA):
         Zbar, inv_std, G = self.Zbar, self.inv_std, self.G.data
-        dLdG = np.matmul(_ones_row(dLdA), dLdA * Zbar, out=self.G.grad)  # Σ_rows dLdA * Z̄
-        dLdB = np.matmul(_ones_row(dLdA), dLdA, out=self.B.grad)  # Σ_rows dLdA
+        dLdG = sum_rows(dLdA * Zbar, out=self.G.grad)  # Σ_rows dLdA * Z̄
+        dLdB = sum_rows(dLdA, out=self.B.grad)  # Σ_rows dLdA
         k = G * inv_std  # dLdZ̄ / √(σ² + eps) = dLdA * k
         if not self.training:  # running statistics are constants
             return dLdA * k
@@ -109,12 +110,3 @@ class BatchNorm(Module):
     def __repr__(self):
         return f"BatchNorm({self.n})"
 
-
-def _ones_row(M: np.ndarray) -> np.ndarray:
-    """A ``(1, b)`` row of ones for a ``(b, n)`` matrix: ``_ones_row(M) @ M`` sums its rows."""
-    return np.ones((1, M.shape[0]), M.dtype)
-
-
-def _mean_over_rows(M: np.ndarray) -> np.ndarray:
-    """``(b, n) -> (1, n)``: the mean of each column, as one BLAS product ``(1ᵀ/b) M``."""
-    return np.matmul(np.full((1, M.shape[0]), 1 / M.shape[0], M.dtype), M)

@@ -10,6 +10,7 @@ from ..errors import InputError
 from ..init import VARIANCE, init_weights
 from ..module import Module
 from ..parameter import Parameter
+from ._rows import sum_rows
 
 
 class Linear(Module):
@@ -71,13 +72,13 @@ class Linear(Module):
 
     def backward(self, dLdZ: np.ndarray) -> np.ndarray:
         np.matmul(self.A_prev.T, dLdZ, out=self.W.grad)
-        np.sum(dLdZ, axis=0, keepdims=True, out=self.W0.grad)
+        sum_rows(dLdZ, out=self.W0.grad)
         return dLdZ @ self.W.data.T
 
     def backward_params(self, dLdZ: np.ndarray) -> None:
         """``backward`` without ``dLdA_prev``: for a first layer, whose input is the data."""
         np.matmul(self.A_prev.T, dLdZ, out=self.W.grad)
-        np.sum(dLdZ, axis=0, keepdims=True, out=self.W0.grad)
+        sum_rows(dLdZ, out=self.W0.grad)
 
     def config(self) -> dict:
         return {"m": self.m, "n": self.n, "init": self.init, "dtype": self.W.data.dtype.name}
