@@ -260,7 +260,7 @@ class _GradNorms:
 
     def __call__(self) -> np.ndarray:
         sums = np.array([np.vdot(p.grad, p.grad) for p in self.params], dtype=np.float64)
-        if not math.isfinite(sums.sum()):
+        if not math.isfinite(np.add.reduce(sums)):
             for i, p in enumerate(self.params):
                 if not math.isfinite(sums[i]):
                     g = p.grad.astype(np.float64)
@@ -277,7 +277,7 @@ def _batchnorms(model) -> list:
 def _finite(W: np.ndarray) -> bool:
     """All of ``W`` finite? One fast dot product first; the exact check only if it overflows."""
     W = W.reshape(-1)
-    return bool(np.isfinite(np.dot(W, W))) or bool(np.isfinite(W).all())
+    return math.isfinite(np.dot(W, W)) or bool(np.isfinite(W).all())
 
 
 class _Step:
@@ -320,7 +320,7 @@ class _Step:
         value = self.loss.forward(A, Yb)
         self.backward(self.loss)
         norms = self.grad_norms()
-        if not (math.isfinite(value) and math.isfinite(norms.sum())):
+        if not (math.isfinite(value) and math.isfinite(np.add.reduce(norms))):
             bad = [path for path, v in zip(self.paths, norms) if not math.isfinite(v)]
             culprit = bad[0] if bad else (self.paths[-1] if self.paths else "output")
             self.undo()
