@@ -492,3 +492,60 @@ def test_empty_state_entries_start_fresh():
     p.grad[...] = 1.0
     opt.step([p])
     assert math.isclose(p.data[0, 0], 0.9, rel_tol=1e-7)  # a fresh first step
+
+
+# --------------------------------------------------------------------------------------
+# Adam's compiled one-pass update (chainrule/_fused.c) against the NumPy lines it replaces.
+# --------------------------------------------------------------------------------------
+
+def _adam_run(monkeypatch, fused: bool, dtype, contiguous=True, **kwargs):
+    """Weights after 30 Adam steps on fixed random gradients, through the flat buffer of a
+    Sequential and a separate (possibly non-contiguous) parameter."""
+    from chainrule import optimizers
+    if not fused:
+        monkeypatch.setattr(optimizers, "_fused", None)
+    model = Sequential(Linear(7, 5, rng=0, dtype=dtype), ReLU(), Linear(5, 3, rng=1, dtype=dtype))
+    data = np.random.default_rng(2).normal(size=(6, 8)).astype(dtype)
+    lone = Parameter(data if contiguous else data[:, ::2], "W")
+    groups = [model.parameters(), [lone]]
+    opts = [Adam(**kwargs), Adam(**kwargs)]
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        for params, opt in zip(groups, opts):
+            for p in params:
+                p.grad[...] = rng.normal(scale=rng.choice([1e-6, 1e-2, 10.0]), size=p.grad.shape)
+            opt.step(params)
+    monkeypatch.undo()
+    return [p.data.copy() for params in groups for p in params], opts[0].state_dict()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kwargs", [{}, {"lr": 0.05, "weight_decay": 0.01, "eps": 1e-3},
+                                    {"lr": lambda t: 0.1 / t, "beta1": 0.5, "beta2": 0.9}],
+                         ids=["defaults", "weight-decay", "schedule"])
+def test_fused_adam_gives_the_bits_of_the_numpy_update(monkeypatch, dtype, kwargs):
+    from chainrule import optimizers
+    if optimizers._fused is None:
+        pytest.skip("chainrule._fused was not built (no C compiler at install time)")
+    fused, fused_state = _adam_run(monkeypatch, True, dtype, **kwargs)
+    plain, plain_state = _adam_run(monkeypatch, False, dtype, **kwargs)
+    for a, b in zip(fused, plain, strict=True):
+        assert a.dtype == dtype
+        np.testing.assert_array_equal(a, b)  # the same bits, not merely close
+    for a, b in zip(fused_state["state"], plain_state["state"], strict=True):
+        for name in ("exp_avg", "exp_avg_sq"):
+            np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_fused_adam_leaves_non_contiguous_parameters_to_numpy(monkeypatch):
+    from chainrule import optimizers
+    calls = []
+    if optimizers._fused is not None:
+        monkeypatch.setattr(optimizers._fused, "adam",
+                            lambda *a, f=optimizers._fused.adam: calls.append(1) or f(*a),
+                            raising=False)
+    strided, _ = _adam_run(monkeypatch, True, np.float64, contiguous=False)
+    plain, _ = _adam_run(monkeypatch, False, np.float64, contiguous=False)
+    np.testing.assert_array_equal(strided[-1], plain[-1])
+    if optimizers._fused is not None:
+        assert len(calls) == 30  # the flat buffer only, never the strided parameter

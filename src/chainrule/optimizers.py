@@ -56,6 +56,12 @@ from .errors import InputError
 from .flat import flat_view
 from .parameter import Parameter
 
+try:  # Adam's update in one compiled pass (_fused.c), built with the package when it can be
+    from . import _fused
+except ImportError:  # no C compiler at install time: NumPy computes the same numbers
+    _fused = None
+_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
 LearningRate = float | Callable[[int], float]
 
 _DECAY_RATES = ("beta", "beta1", "beta2", "rho")  # each in [0, 1)
@@ -515,17 +521,30 @@ class Adam(Optimizer):
 
     def _update(self, W, g, state, eta):
         m, v, s = state["exp_avg"], state["exp_avg_sq"], state["scratch0"]
-        _decay_average(m, self.beta1, g, s)  # m ← β₁m + (1−β₁) g
-        _decay_average(v, self.beta2, np.multiply(g, g, out=s), s)  # v ← β₂v + (1−β₂) g²
         bias1 = 1.0 - self.beta1**self.t
         bias2 = 1.0 - self.beta2**self.t
         # η m̂ / (√v̂ + eps) = (η √(1−β₂ᵗ) / (1−β₁ᵗ)) · m / (√v + eps √(1−β₂ᵗ)):
         # the same number with one pass over the arrays fewer (PyTorch's arrangement).
+        step_size, eps_hat = eta * math.sqrt(bias2) / bias1, self.eps * math.sqrt(bias2)
+        if _fusable(W, g, m, v):  # the lines below in one compiled pass, to the same bits
+            _fused.adam(W, g, m, v, self.beta1, self.beta2, eps_hat, step_size,
+                        W.dtype == np.float64)
+            return
+        _decay_average(m, self.beta1, g, s)  # m ← β₁m + (1−β₁) g
+        _decay_average(v, self.beta2, np.multiply(g, g, out=s), s)  # v ← β₂v + (1−β₂) g²
         np.sqrt(v, out=s)
-        s += self.eps * math.sqrt(bias2)
+        s += eps_hat
         np.divide(m, s, out=s)
-        s *= eta * math.sqrt(bias2) / bias1
+        s *= step_size
         W -= s
+
+
+def _fusable(*arrays: np.ndarray) -> bool:
+    """Can ``chainrule._fused`` take these: contiguous arrays of one float32/float64 dtype
+    (the first one writable)?"""
+    dtype = arrays[0].dtype
+    return _fused is not None and dtype in _FUSED_DTYPES and arrays[0].flags.writeable and all(
+        a.dtype == dtype and a.flags.c_contiguous for a in arrays)
 
 
 def _decay_average(avg: np.ndarray, rate: float, x: np.ndarray, s: np.ndarray) -> None:
