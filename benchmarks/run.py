@@ -24,6 +24,7 @@ import argparse
 import dataclasses
 import datetime
 import gc
+import importlib.util
 import json
 import math
 import os
@@ -120,6 +121,9 @@ def environment(threads: int) -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "chainrule": version("chainrule"),
+        "chainrule_adam": ("one compiled pass (chainrule._fused)"
+                           if importlib.util.find_spec("chainrule._fused") else
+                           "NumPy (chainrule._fused was not built)"),
         "torch": version("torch"),
         "sklearn": version("sklearn"),
         "cpu": cpu,
@@ -467,7 +471,7 @@ def markdown(report: dict) -> str:
     out += ["## Environment", "",
             f"Python {env['python']}, NumPy {env['numpy']}, PyTorch {env['torch']} "
             f"(torch threads {env['torch_threads']}), scikit-learn {env['sklearn']}, "
-            f"chainrule {env['chainrule']}.", "",
+            f"chainrule {env['chainrule']}; its Adam update: {env['chainrule_adam']}.", "",
             f"Thread pools: {pools}.", "",
             "OpenBLAS/OpenMP variables: " + (", ".join(f"{k}={v}" for k, v in ob.items())
                                              if ob else "none set") + ".", ""]

@@ -290,12 +290,14 @@ class GemmFloor:
             for m, k in w.layer_sizes:
                 layers.append({
                     "A_prev": rng.standard_normal((rows, m), dtype=np.float32),
-                    "W": rng.standard_normal((m, k), dtype=np.float32) / np.sqrt(m),
+                    "W": rng.standard_normal((m, k), dtype=np.float32) / np.float32(np.sqrt(m)),
                     "Z": np.empty((rows, k), np.float32),
                     "dLdZ": rng.standard_normal((rows, k), dtype=np.float32),
                     "dLdW": np.empty((m, k), np.float32),
                     "dLdA_prev": np.empty((rows, m), np.float32),
                 })
+            # float32 throughout: one float64 array would make every product a float64 one
+            assert all(a.dtype == np.float32 for L in layers for a in L.values())
             self.buffers[rows] = layers
         self.flops_per_epoch = sum(
             2 * rows * m * k * (3 if i else 2)

@@ -481,7 +481,7 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                     Xb, Yb = X[start:end], Y[start:end]
                 else:
                     idx = order[start:end]
-                    Xb, Yb = X.take(idx, axis=0), Y.take(idx, axis=0)
+                    Xb, Yb = X[idx], Y[idx]
                 if input_noise:
                     Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(X.dtype)
                 try:
