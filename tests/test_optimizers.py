@@ -549,3 +549,51 @@ def test_fused_adam_leaves_non_contiguous_parameters_to_numpy(monkeypatch):
     np.testing.assert_array_equal(strided[-1], plain[-1])
     if optimizers._fused is not None:
         assert len(calls) == 30  # the flat buffer only, never the strided parameter
+
+
+# --------------------------------------------------------------------------------------
+# step(keep=...): what fit uses to undo a step whose weights overflow.
+# --------------------------------------------------------------------------------------
+
+def _flat_model(dtype=np.float32):
+    model = Sequential(Linear(4, 3, rng=0, dtype=dtype), ReLU(), Linear(3, 2, rng=1, dtype=dtype))
+    for p in model.parameters():
+        p.grad[...] = np.random.default_rng(5).normal(size=p.grad.shape)
+    return model
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "numpy"])
+@pytest.mark.parametrize("name", NAMES)
+def test_step_keeps_the_old_weights_and_says_whether_the_new_are_finite(monkeypatch, name,
+                                                                        fused):
+    from chainrule import optimizers
+    from chainrule.flat import flat_view
+    if not fused:
+        monkeypatch.setattr(optimizers, "_fused", None)
+    model = _flat_model()
+    params = model.parameters()
+    W = flat_view(params)[0]
+    before = W.copy()
+    keep = np.full_like(W, np.nan)
+    assert OPTIMIZERS[name](weight_decay=0.1).step(params, keep=keep) is True
+    np.testing.assert_array_equal(keep, before)
+    assert not np.array_equal(W, before)
+    # A step size beyond float32 (1e39 is inf there): the step says that the new weights are
+    # not finite, and keep still receives the old ones.
+    before = W.copy()
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert OPTIMIZERS[name](lr=1e39).step(params, keep=keep) is False
+    np.testing.assert_array_equal(keep, before)
+    # Without keep, step returns nothing, as before.
+    assert OPTIMIZERS[name]().step(params) is None
+
+
+def test_step_refuses_keep_without_the_flat_layout():
+    opt = Adam()
+    p, q = scalar(), scalar()
+    with pytest.raises(InputError, match="keep only for parameters in one flat buffer"):
+        opt.step([p, q], keep=np.zeros(2))
+    model = _flat_model()
+    with pytest.raises(InputError, match="as an array of its shape and dtype"):
+        opt.step(model.parameters(), keep=np.zeros(3, np.float32))
+    assert opt.t == 0  # nothing was stepped

@@ -19,57 +19,69 @@
 #endif
 
 #define ADAM_LOOP(NAME, T, SQRT)                                                \
-    CLONES static void NAME(Py_ssize_t n, T *W, const T *g, T *m, T *v, T b1, T c1,   \
-                            T b2, T c2, T e, T k) {                             \
+    CLONES static int NAME(Py_ssize_t n, T *W, const T *g, T *m, T *v, T *keep, T b1,  \
+                           T c1, T b2, T c2, T e, T k) {                        \
+        int bad = 0;                                                            \
         for (Py_ssize_t i = 0; i < n; i++) {                                    \
-            T gi = g[i];                                                        \
+            T w = W[i], gi = g[i];                                              \
+            if (keep)                                                           \
+                keep[i] = w;            /* the weight before the step */        \
             T mi = m[i] * b1;           /* m ← β₁m + (1−β₁) g */                \
             mi = mi + gi * c1;                                                  \
             T vi = v[i] * b2;           /* v ← β₂v + (1−β₂) g² */               \
             vi = vi + (gi * gi) * c2;                                           \
             T s = SQRT(vi) + e;         /* W ← W − k m / (√v + ε̂) */            \
             s = mi / s;                                                         \
-            W[i] = W[i] - s * k;                                                \
+            w = w - s * k;                                                      \
+            bad |= !(w - w == 0);       /* w − w is NaN for ±∞ and NaN */       \
+            W[i] = w;                                                           \
             m[i] = mi;                                                          \
             v[i] = vi;                                                          \
         }                                                                       \
+        return !bad;                                                            \
     }
 
 ADAM_LOOP(adam_float, float, sqrtf)
 ADAM_LOOP(adam_double, double, sqrt)
 
-/* adam(W, g, m, v, beta1, beta2, eps_hat, step_size, double) -> None
- * W, m, v writable and g readable contiguous buffers of n float32 (or float64) values. */
+/* adam(W, g, m, v, beta1, beta2, eps_hat, step_size, is_double[, keep]) -> bool
+ * W, m, v (and keep) writable and g readable contiguous buffers of n float32 (or float64)
+ * values. keep receives W as it was before the step. Returns whether every updated weight
+ * is finite. */
 static PyObject *adam(PyObject *self, PyObject *args) {
-    Py_buffer bW, bg, bm, bv;
+    Py_buffer bW, bg, bm, bv, bk = {.buf = NULL, .obj = NULL};
     double beta1, beta2, eps_hat, step_size;
-    int is_double;
-    if (!PyArg_ParseTuple(args, "w*y*w*w*ddddp", &bW, &bg, &bm, &bv, &beta1, &beta2,
-                          &eps_hat, &step_size, &is_double))
+    int is_double, finite = 0;
+    if (!PyArg_ParseTuple(args, "w*y*w*w*ddddp|w*", &bW, &bg, &bm, &bv, &beta1, &beta2,
+                          &eps_hat, &step_size, &is_double, &bk))
         return NULL;
     Py_ssize_t size = is_double ? 8 : 4;
     Py_ssize_t n = bW.len / size;
-    if (bg.len != bW.len || bm.len != bW.len || bv.len != bW.len || bW.len % size) {
-        PyErr_SetString(PyExc_ValueError, "adam expected four buffers of equal length");
+    if (bg.len != bW.len || bm.len != bW.len || bv.len != bW.len || bW.len % size ||
+        (bk.obj && bk.len != bW.len)) {
+        PyErr_SetString(PyExc_ValueError, "adam expected buffers of equal length");
     } else {
         Py_BEGIN_ALLOW_THREADS
         if (is_double)
-            adam_double(n, (double *)bW.buf, (const double *)bg.buf, (double *)bm.buf,
-                        (double *)bv.buf, beta1, 1.0 - beta1, beta2, 1.0 - beta2, eps_hat,
-                        step_size);
+            finite = adam_double(n, (double *)bW.buf, (const double *)bg.buf, (double *)bm.buf,
+                                 (double *)bv.buf, (double *)bk.buf, beta1, 1.0 - beta1,
+                                 beta2, 1.0 - beta2, eps_hat, step_size);
         else
-            adam_float(n, (float *)bW.buf, (const float *)bg.buf, (float *)bm.buf,
-                       (float *)bv.buf, (float)beta1, (float)(1.0 - beta1), (float)beta2,
-                       (float)(1.0 - beta2), (float)eps_hat, (float)step_size);
+            finite = adam_float(n, (float *)bW.buf, (const float *)bg.buf, (float *)bm.buf,
+                                (float *)bv.buf, (float *)bk.buf, (float)beta1,
+                                (float)(1.0 - beta1), (float)beta2, (float)(1.0 - beta2),
+                                (float)eps_hat, (float)step_size);
         Py_END_ALLOW_THREADS
     }
     PyBuffer_Release(&bW);
     PyBuffer_Release(&bg);
     PyBuffer_Release(&bm);
     PyBuffer_Release(&bv);
+    if (bk.obj)
+        PyBuffer_Release(&bk);
     if (PyErr_Occurred())
         return NULL;
-    Py_RETURN_NONE;
+    return PyBool_FromLong(finite);
 }
 
 static PyMethodDef methods[] = {

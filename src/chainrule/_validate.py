@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .errors import InputError
@@ -48,3 +50,9 @@ def check_same_length(X, Y, owner: str) -> None:
             f"{owner} expected X and Y with the same number of samples, "
             f"got {len(X)} samples in X and {len(Y)} in Y"
         )
+
+
+def all_finite(W: np.ndarray) -> bool:
+    """All of ``W`` finite? One fast dot product first; the exact check only if it overflows."""
+    W = W.reshape(-1)
+    return math.isfinite(np.dot(W, W)) or bool(np.isfinite(W).all())

@@ -52,6 +52,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ._validate import all_finite
 from .errors import InputError
 from .flat import flat_view
 from .parameter import Parameter
@@ -129,20 +130,34 @@ class Optimizer:
 
     # -- the step ----------------------------------------------------------------------
 
-    def step(self, params: Sequence[Parameter]) -> None:
-        """Take step ``t + 1``: update each parameter's ``.data`` in place from its ``.grad``."""
+    def step(self, params: Sequence[Parameter], *, keep: np.ndarray | None = None):
+        """Take step ``t + 1``: update each parameter's ``.data`` in place from its ``.grad``.
+
+        ``keep`` is for ``fit``, which must be able to undo a step whose weights overflow:
+        when ``params`` share the flat buffer of :mod:`chainrule.flat`, ``keep`` (an array
+        of its shape) receives all weights as they were before the step, and ``step``
+        returns whether the updated ones are all finite. Adam's compiled update does both
+        within its one pass over the weights; the others copy and check separately.
+        """
         t = self.t + 1  # committed only once nothing can fail
         eta = self._check_schedule_value(self.lr(t), t) if callable(self.lr) else self.lr
         if self._pending is not None:
             self._attach(params)
-        self.t = t
         flat = self._flat_state(params)
+        if keep is not None and (flat is None or keep.shape != flat[0].shape
+                                 or keep.dtype != flat[0].dtype):
+            raise InputError(f"{type(self).__name__}.step expected keep only for parameters "
+                             "in one flat buffer (chainrule.flat), as an array of its shape "
+                             "and dtype")
+        self.t = t
         if flat is not None:  # one update over the model's contiguous weight buffer
             W, g, state, decayed_slices = flat
             if self.weight_decay:
                 g = self._decayed_flat(W, g, state, decayed_slices)
+            if keep is not None:
+                return self._update_keeping(W, g, state, eta, keep)
             self._update(W, g, state, eta)
-            return
+            return None
         two_lambda = 2.0 * self.weight_decay
         for p in params:
             state = self._state.get(id(p))
@@ -212,6 +227,12 @@ class Optimizer:
 
     def _update(self, W: np.ndarray, g: np.ndarray, state: dict, eta: float) -> None:
         raise NotImplementedError
+
+    def _update_keeping(self, W, g, state, eta, keep: np.ndarray) -> bool:
+        """``_update``, with the old ``W`` copied into ``keep``; is the new ``W`` all finite?"""
+        np.copyto(keep, W)
+        self._update(W, g, state, eta)
+        return all_finite(W)
 
     def _check_schedule_value(self, eta, t: int) -> float:
         value = _as_number(eta)
@@ -521,11 +542,7 @@ class Adam(Optimizer):
 
     def _update(self, W, g, state, eta):
         m, v, s = state["exp_avg"], state["exp_avg_sq"], state["scratch0"]
-        bias1 = 1.0 - self.beta1**self.t
-        bias2 = 1.0 - self.beta2**self.t
-        # η m̂ / (√v̂ + eps) = (η √(1−β₂ᵗ) / (1−β₁ᵗ)) · m / (√v + eps √(1−β₂ᵗ)):
-        # the same number with one pass over the arrays fewer (PyTorch's arrangement).
-        step_size, eps_hat = eta * math.sqrt(bias2) / bias1, self.eps * math.sqrt(bias2)
+        step_size, eps_hat = self._step_size_and_eps(eta)
         if _fusable(W, g, m, v):  # the lines below in one compiled pass, to the same bits
             _fused.adam(W, g, m, v, self.beta1, self.beta2, eps_hat, step_size,
                         W.dtype == np.float64)
@@ -537,6 +554,22 @@ class Adam(Optimizer):
         np.divide(m, s, out=s)
         s *= step_size
         W -= s
+
+    def _update_keeping(self, W, g, state, eta, keep):
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        if not _fusable(W, g, m, v, keep):
+            return super()._update_keeping(W, g, state, eta, keep)
+        step_size, eps_hat = self._step_size_and_eps(eta)
+        # the compiled pass also copies each old weight into keep and checks each new one
+        return _fused.adam(W, g, m, v, self.beta1, self.beta2, eps_hat, step_size,
+                           W.dtype == np.float64, keep)
+
+    def _step_size_and_eps(self, eta: float) -> tuple[float, float]:
+        """η m̂ / (√v̂ + eps) = (η √(1−β₂ᵗ) / (1−β₁ᵗ)) · m / (√v + eps √(1−β₂ᵗ)): the same
+        number with one pass over the arrays fewer (PyTorch's arrangement)."""
+        bias1 = 1.0 - self.beta1**self.t
+        bias2 = 1.0 - self.beta2**self.t
+        return eta * math.sqrt(bias2) / bias1, self.eps * math.sqrt(bias2)
 
 
 def _fusable(*arrays: np.ndarray) -> bool:

@@ -25,11 +25,12 @@ import numpy as np
 from . import progress as _progress
 from ._checks import check_float
 from ._rng import as_generator
-from ._validate import as_float_matrix, check_same_length
+from ._validate import all_finite, as_float_matrix, check_same_length
 from .errors import DivergenceError, InputError
 from .flat import flat_view
 from .losses import NLL, NLLM, Loss
 from .module import named_parameters, submodules
+from .optimizers import Optimizer
 
 
 class EarlyStopping:
@@ -274,12 +275,6 @@ def _batchnorms(model) -> list:
     return [m for m in submodules(model) if isinstance(m, BatchNorm)]
 
 
-def _finite(W: np.ndarray) -> bool:
-    """All of ``W`` finite? One fast dot product first; the exact check only if it overflows."""
-    W = W.reshape(-1)
-    return math.isfinite(np.dot(W, W)) or bool(np.isfinite(W).all())
-
-
 class _Step:
     """One optimizer step, with the guarantees ``fit`` makes about it.
 
@@ -304,11 +299,15 @@ class _Step:
         else:
             self.backward = lambda loss: model.backward(loss.backward())
         # With the flat layout of chainrule.flat, the weights' backup copy and finiteness
-        # check are one call each per step.
+        # check are one call each per step, and chainrule's optimizers make both during the
+        # update itself (step(keep=...)).
         flat = flat_view(self.params)
         self.weights = [flat[0]] if flat is not None else [p.data for p in self.params]
-        self.saved = self.weights + [a for bn in _batchnorms(model)
-                                     for a in (bn.running_mean, bn.running_var)]
+        self.keep = (np.empty_like(flat[0])
+                     if flat is not None and isinstance(optimizer, Optimizer) else None)
+        self.kept = False  # does self.keep hold the weights from before this step?
+        statistics = [a for bn in _batchnorms(model) for a in (bn.running_mean, bn.running_var)]
+        self.saved = statistics if self.keep is not None else self.weights + statistics
         self.backups = [np.empty_like(a) for a in self.saved]
         self.grad_norms = _GradNorms(self.params)
 
@@ -316,6 +315,7 @@ class _Step:
         """Take the step on batch ``(Xb, Yb)``; return ``(loss value, A, gradient norms)``."""
         for old, a in zip(self.backups, self.saved):
             np.copyto(old, a)
+        self.kept = False
         A = self.model.forward(Xb)
         value = self.loss.forward(A, Yb)
         self.backward(self.loss)
@@ -331,8 +331,13 @@ class _Step:
                 scale = self.clip_grad_norm / total
                 for p in self.params:
                     p.grad *= scale
-        self.optimizer.step(self.params)
-        if not all(_finite(W) for W in self.weights):
+        if self.keep is not None:
+            finite = self.optimizer.step(self.params, keep=self.keep)
+            self.kept = True
+        else:
+            self.optimizer.step(self.params)
+            finite = all(all_finite(W) for W in self.weights)
+        if not finite:
             culprit = next(path for path, p in zip(self.paths, self.params)
                            if not np.isfinite(p.data).all())
             self.undo()
@@ -342,6 +347,8 @@ class _Step:
     def undo(self) -> None:
         for old, a in zip(self.backups, self.saved):
             np.copyto(a, old)
+        if self.kept:
+            np.copyto(self.weights[0], self.keep)
 
     def _diverged(self, epoch, step, what, culprit) -> DivergenceError:
         layer = culprit.split(".")[1] if culprit.startswith("modules.") else culprit
