@@ -33,8 +33,7 @@ def as_float_matrix(X, name: str, owner: str, dtype=None) -> np.ndarray:
 
 def check_finite(X: np.ndarray, name: str, owner: str) -> None:
     """Raise naming NaN or inf when ``X`` has any non-finite value."""
-    # min and max are NaN when any value is, ±inf when any value is: no temporary array
-    if X.dtype.kind == "f" and X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
+    if X.dtype.kind == "f" and X.size and not all_finite(X):
         n_nan = int(np.isnan(X).sum())
         what = "NaN" if n_nan else "inf"
         count = n_nan if n_nan else int(np.isinf(X).sum())
@@ -53,6 +52,12 @@ def check_same_length(X, Y, owner: str) -> None:
 
 
 def all_finite(W: np.ndarray) -> bool:
-    """All of ``W`` finite? One fast dot product first; the exact check only if it overflows."""
-    W = W.reshape(-1)
-    return math.isfinite(np.dot(W, W)) or bool(np.isfinite(W).all())
+    """All of ``W`` finite? Without a temporary array: a dot product of ``W`` with itself (one
+    BLAS pass; NaN or inf when any value is, or when the sum of squares overflows, and then
+    the exact check decides); min and max for arrays that are not contiguous."""
+    if W.flags.c_contiguous or W.flags.f_contiguous:
+        w = W.ravel(order="K")  # a view
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow only sends us on
+            square_sum = np.dot(w, w)
+        return math.isfinite(square_sum) or bool(np.isfinite(W).all())
+    return math.isfinite(W.min()) and math.isfinite(W.max())
