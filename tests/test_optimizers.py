@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tracemalloc
 
 import numpy as np
@@ -497,6 +498,15 @@ def test_empty_state_entries_start_fresh():
 # --------------------------------------------------------------------------------------
 # Adam's compiled one-pass update (chainrule/_fused.c) against the NumPy lines it replaces.
 # --------------------------------------------------------------------------------------
+
+def test_fused_adam_was_built_where_required():
+    # The build of chainrule._fused is optional (no compiler, no extension); CI, which has a
+    # compiler, sets CHAINRULE_REQUIRE_FUSED=1 so that a broken build cannot pass unnoticed.
+    from chainrule import optimizers
+    if os.environ.get("CHAINRULE_REQUIRE_FUSED") != "1":
+        pytest.skip("CHAINRULE_REQUIRE_FUSED is not set")
+    assert optimizers._fused is not None, "chainrule._fused was not built"
+
 
 def _adam_run(monkeypatch, fused: bool, dtype, contiguous=True, **kwargs):
     """Weights after 30 Adam steps on fixed random gradients, through the flat buffer of a

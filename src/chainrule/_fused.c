@@ -1,10 +1,13 @@
-/* One pass over the arrays for Adam's update: the arithmetic of Adam._update in
+/* Adam's update in one pass over the arrays: the arithmetic of Adam._update in
  * chainrule/optimizers.py, operation for operation and in the same precision, so that both
- * give the same bits (compiled with -ffp-contract=off: no fused multiply-adds).
+ * give the same bits (compiled with -ffp-contract=off: no fused multiply-adds; and with
+ * -fno-math-errno, which lets sqrt be vectorised).
  *
  * NumPy's version makes 12 passes over W, g, m, v and a scratch array; this one reads each
- * array once, which is what a step costs for small batches. Built when a C compiler is
- * available (optional); chainrule.optimizers falls back to NumPy without it.
+ * array once, which is most of what a step costs when batches are small. On the way it can
+ * copy each old weight out (fit's undo buffer) and check each new one for NaN and ±∞, which
+ * would otherwise take two more passes. Built when a C compiler is available (optional);
+ * chainrule.optimizers falls back to NumPy without it.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
