@@ -71,12 +71,12 @@ class Linear(Module):
         return Z
 
     def backward(self, dLdZ: np.ndarray) -> np.ndarray:
-        np.matmul(self.A_prev.T, dLdZ, out=self.W.grad)
-        sum_rows(dLdZ, out=self.W0.grad)
+        self.backward_params(dLdZ)  # dLdW and dLdW0
         return dLdZ @ self.W.data.T
 
     def backward_params(self, dLdZ: np.ndarray) -> None:
-        """``backward`` without ``dLdA_prev``: for a first layer, whose input is the data."""
+        """``dLdW`` and ``dLdW0`` only (``backward`` without ``dLdA_prev``): all that a first
+        layer, whose input is the data, needs."""
         np.matmul(self.A_prev.T, dLdZ, out=self.W.grad)
         sum_rows(dLdZ, out=self.W0.grad)
 
