@@ -562,7 +562,7 @@ def test_fused_adam_leaves_non_contiguous_parameters_to_numpy(monkeypatch):
 
 
 # --------------------------------------------------------------------------------------
-# step(keep=...): what fit uses to undo a step whose weights overflow.
+# step(into=...): what fit uses to take a step it can undo without a copy.
 # --------------------------------------------------------------------------------------
 
 def _flat_model(dtype=np.float32):
@@ -572,38 +572,77 @@ def _flat_model(dtype=np.float32):
     return model
 
 
+def _point_at(params, buffer):
+    """Point each parameter at its stretch of ``buffer``, as fit does after a step."""
+    start = 0
+    for p in params:
+        p.data = buffer[start:start + p.data.size].reshape(p.data.shape)
+        start += p.data.size
+
+
 @pytest.mark.parametrize("fused", [True, False], ids=["fused", "numpy"])
 @pytest.mark.parametrize("name", NAMES)
-def test_step_keeps_the_old_weights_and_says_whether_the_new_are_finite(monkeypatch, name,
-                                                                        fused):
+def test_step_into_writes_the_new_weights_there_and_leaves_the_old(monkeypatch, name, fused):
     from chainrule import optimizers
     from chainrule.flat import flat_view
     if not fused:
         monkeypatch.setattr(optimizers, "_fused", None)
-    model = _flat_model()
-    params = model.parameters()
+    model, twin = _flat_model(), _flat_model()
+    params, twin_params = model.parameters(), twin.parameters()
+    opt, twin_opt = OPTIMIZERS[name](weight_decay=0.1), OPTIMIZERS[name](weight_decay=0.1)
+    buffers = [flat_view(params)[0], np.full_like(flat_view(params)[0], np.nan)]
+    rng = np.random.default_rng(6)
+    for t in range(5):  # alternate the buffers as fit does; the twin steps in place
+        for p, q in zip(params, twin_params):
+            p.grad[...] = q.grad[...] = rng.normal(size=p.grad.shape)
+        W, into = buffers[t % 2], buffers[1 - t % 2]
+        before = W.copy()
+        assert opt.step(params, into=into) is True
+        assert twin_opt.step(twin_params) is None  # without into, step returns nothing
+        np.testing.assert_array_equal(W, before)  # the parameters' weights are untouched
+        np.testing.assert_array_equal(into, flat_view(twin_params)[0])
+        _point_at(params, into)
+    # the optimizer's state followed the weights from buffer to buffer, and was not rebuilt
+    for a, b in zip(opt.state_dict()["state"], twin_opt.state_dict()["state"], strict=True):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key])
+    # A step size beyond float32 (1e39 is inf there): the step says that the new weights
+    # are not finite, and the parameters still have the old ones.
     W = flat_view(params)[0]
     before = W.copy()
-    keep = np.full_like(W, np.nan)
-    assert OPTIMIZERS[name](weight_decay=0.1).step(params, keep=keep) is True
-    np.testing.assert_array_equal(keep, before)
-    assert not np.array_equal(W, before)
-    # A step size beyond float32 (1e39 is inf there): the step says that the new weights are
-    # not finite, and keep still receives the old ones.
-    before = W.copy()
+    into = buffers[0] if W is buffers[1] else buffers[1]
     with np.errstate(over="ignore", invalid="ignore"):
-        assert OPTIMIZERS[name](lr=1e39).step(params, keep=keep) is False
-    np.testing.assert_array_equal(keep, before)
-    # Without keep, step returns nothing, as before.
-    assert OPTIMIZERS[name]().step(params) is None
+        assert OPTIMIZERS[name](lr=1e39).step(params, into=into) is False
+    np.testing.assert_array_equal(W, before)
 
 
-def test_step_refuses_keep_without_the_flat_layout():
+def test_step_refuses_into_without_the_flat_layout():
     opt = Adam()
     p, q = scalar(), scalar()
-    with pytest.raises(InputError, match="keep only for parameters in one flat buffer"):
-        opt.step([p, q], keep=np.zeros(2))
+    with pytest.raises(InputError, match="into only for parameters in one flat buffer"):
+        opt.step([p, q], into=np.zeros(2))
     model = _flat_model()
     with pytest.raises(InputError, match="as an array of its shape and dtype"):
-        opt.step(model.parameters(), keep=np.zeros(3, np.float32))
+        opt.step(model.parameters(), into=np.zeros(3, np.float32))
     assert opt.t == 0  # nothing was stepped
+
+
+def test_optimizer_lets_go_of_buffers_the_parameters_left():
+    import gc
+    import weakref
+
+    from chainrule.flat import flat_view
+    model = _flat_model()
+    params, opt = model.parameters(), Adam()
+    home = flat_view(params)[0]
+    opt.step(params)
+    for _ in range(3):  # a buffer used once and dropped, as by a fit that ended
+        spare = np.empty_like(home)
+        opt.step(params, into=spare)
+        _point_at(params, spare)
+        np.copyto(home, spare)
+        _point_at(params, home)
+        gone = weakref.ref(spare)
+        del spare
+        gc.collect()
+        assert gone() is None

@@ -414,6 +414,56 @@ def test_a_non_finite_updated_weight_is_undone_and_named():
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("steps", [1, 2, 3])
+def test_fit_ends_with_the_weights_in_the_arrays_they_started_in(steps):
+    # fit writes each step's weights into one of two buffers in turn; whatever the number
+    # of steps, arrays taken from p.data before fit hold the weights fit ends with.
+    X, y = blobs(n=4 * steps)
+    model = mlp()
+    arrays = [p.data for p in model.parameters()]
+    before = weights(model)
+    seen = []
+
+    class Record:
+        def on_step_end(self, step, logs):  # the current weights, read through p.data
+            seen.append(weights(model))
+
+    cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=4, rng=0, callbacks=[Record()])
+    assert len(seen) == steps
+    for p, a, b, last in zip(model.parameters(), arrays, before, seen[-1], strict=True):
+        assert p.data is a
+        assert not np.array_equal(a, b)
+        np.testing.assert_array_equal(a, last)
+    # each step started from the weights of the one before: the same as stepping by hand
+    twin, opt, loss = mlp(), cr.Adam(), cr.NLLM()
+    for i in range(steps):
+        loss(twin(X[4 * i:4 * i + 4]), y[4 * i:4 * i + 4])
+        twin.backward_from(loss)
+        opt.step(twin.parameters())
+    model = mlp()
+    cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=4, shuffle=False)
+    for a, b in zip(weights(model), weights(twin), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_divergence_on_an_odd_step_leaves_the_weights_in_their_own_arrays():
+    X, y = blobs(n=16)
+    model = mlp()
+    arrays = [p.data for p in model.parameters()]
+    before = {}
+
+    class Remember:
+        def on_step_end(self, step, logs):
+            before["w"] = weights(model)
+
+    with pytest.raises(cr.DivergenceError):
+        cr.fit(model, cr.NLLM(), X * 1e4, y, optimizer=cr.Adam(lr=1e30), epochs=50,
+               batch_size=4, rng=0, callbacks=[Remember()])
+    for p, a, b in zip(model.parameters(), arrays, before["w"], strict=True):
+        assert p.data is a
+        np.testing.assert_array_equal(a, b)
+
+
 def test_divergence_also_restores_batchnorm_running_statistics():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(16, 3)).astype(np.float32)

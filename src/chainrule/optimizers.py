@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import weakref
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -126,27 +127,29 @@ class Optimizer:
         self._state: dict[int, dict[str, np.ndarray]] = {}  # id(param) -> its state
         self._params: list[Parameter] = []  # in order of first appearance
         self._pending: list[dict[str, np.ndarray]] | None = None  # from load_state_dict
-        self._flat = None  # (params, their data, their grads, flat arrays) of the last step
+        self._flat = None  # a _FlatCache: the flat layout of the last step
 
     # -- the step ----------------------------------------------------------------------
 
-    def step(self, params: Sequence[Parameter], *, keep: np.ndarray | None = None):
+    def step(self, params: Sequence[Parameter], *, into: np.ndarray | None = None):
         """Take step ``t + 1``: update each parameter's ``.data`` in place from its ``.grad``.
 
-        ``keep`` is for ``fit``, which must be able to undo a step whose weights overflow:
-        when ``params`` share the flat buffer of :mod:`chainrule.flat`, ``keep`` (an array
-        of its shape) receives all weights as they were before the step, and ``step``
-        returns whether the updated ones are all finite. Adam's compiled update does both
-        within its one pass over the weights; the others copy and check separately.
+        ``into`` is for ``fit``, which must be able to undo a step whose weights overflow:
+        when ``params`` share the flat buffer of :mod:`chainrule.flat`, the new weights are
+        written to ``into`` (an array of that buffer's shape and dtype) instead, the
+        parameters keep the weights from before the step, and ``step`` returns whether the
+        new ones are all finite. ``fit`` then points the parameters at ``into``: a step
+        that can be undone without copying the weights, and that writes no memory the
+        matrix products of the step have just read.
         """
         t = self.t + 1  # committed only once nothing can fail
         eta = self._check_schedule_value(self.lr(t), t) if callable(self.lr) else self.lr
         if self._pending is not None:
             self._attach(params)
         flat = self._flat_state(params)
-        if keep is not None and (flat is None or keep.shape != flat[0].shape
-                                 or keep.dtype != flat[0].dtype):
-            raise InputError(f"{type(self).__name__}.step expected keep only for parameters "
+        if into is not None and (flat is None or into.shape != flat[0].shape
+                                 or into.dtype != flat[0].dtype):
+            raise InputError(f"{type(self).__name__}.step expected into only for parameters "
                              "in one flat buffer (chainrule.flat), as an array of its shape "
                              "and dtype")
         self.t = t
@@ -154,8 +157,8 @@ class Optimizer:
             W, g, state, decayed_slices = flat
             if self.weight_decay:
                 g = self._decayed_flat(W, g, state, decayed_slices)
-            if keep is not None:
-                return self._update_keeping(W, g, state, eta, keep)
+            if into is not None:
+                return self._update_into(W, g, state, eta, into)
             self._update(W, g, state, eta)
             return None
         two_lambda = 2.0 * self.weight_decay
@@ -191,13 +194,20 @@ class Optimizer:
 
         When ``params`` are views into one buffer (see :mod:`chainrule.flat`), the state is
         kept as flat arrays too, and each parameter's state is a view into them, so
-        ``state_dict`` and the per-parameter path see the same numbers.
+        ``state_dict`` and the per-parameter path see the same numbers. The weights may
+        move to another buffer between steps (``fit`` alternates two, see ``step``); the
+        state stays, and the last two weight buffers are recognised without a new check.
         """
         cache = self._flat
-        if cache is not None and len(params) == len(cache[0]) and all(
-                p is q and p.data is d and p.grad is g
-                for p, q, d, g in zip(params, cache[0], cache[1], cache[2])):
-            return cache[3]
+        if cache is not None and len(params) == len(cache.params) and all(
+                p is q and p.grad is g for p, q, g in zip(params, cache.params, cache.grads)):
+            for views, W in cache.layouts:
+                if all(p.data is view() for p, view in zip(params, views)):
+                    return (W(), *cache.rest)
+            found = flat_view(list(params))
+            if found is not None and found[1] is cache.rest[0]:  # same gradients: W moved
+                cache.layouts = [_layout(params, found[0]), *cache.layouts[:1]]
+                return (found[0], *cache.rest)
         self._flat = None
         found = flat_view(list(params))
         if found is None:
@@ -220,19 +230,18 @@ class Optimizer:
             if p.name == "W":
                 slices.append(sl)
             start += p.data.size
-        params = list(params)
-        self._flat = (params, [p.data for p in params], [p.grad for p in params],
-                      (W, g, state, slices))
-        return self._flat[3]
+        self._flat = _FlatCache(params, W, (g, state, slices))
+        return (W, g, state, slices)
 
     def _update(self, W: np.ndarray, g: np.ndarray, state: dict, eta: float) -> None:
         raise NotImplementedError
 
-    def _update_keeping(self, W, g, state, eta, keep: np.ndarray) -> bool:
-        """``_update``, with the old ``W`` copied into ``keep``; is the new ``W`` all finite?"""
-        np.copyto(keep, W)
-        self._update(W, g, state, eta)
-        return all_finite(W)
+    def _update_into(self, W, g, state, eta, out: np.ndarray) -> bool:
+        """``_update`` with the new weights in ``out`` and ``W`` left as it was; are they all
+        finite?"""
+        np.copyto(out, W)
+        self._update(out, g, state, eta)
+        return all_finite(out)
 
     def _check_schedule_value(self, eta, t: int) -> float:
         value = _as_number(eta)
@@ -555,14 +564,14 @@ class Adam(Optimizer):
         s *= step_size
         W -= s
 
-    def _update_keeping(self, W, g, state, eta, keep):
+    def _update_into(self, W, g, state, eta, out):
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        if not _fusable(W, g, m, v, keep):
-            return super()._update_keeping(W, g, state, eta, keep)
+        if not _fusable(W, g, m, v, out):
+            return super()._update_into(W, g, state, eta, out)
         step_size, eps_hat = self._step_size_and_eps(eta)
-        # the compiled pass also copies each old weight into keep and checks each new one
+        # the compiled pass reads W, writes out and checks each new weight on the way
         return _fused.adam(W, g, m, v, self.beta1, self.beta2, eps_hat, step_size,
-                           W.dtype == np.float64, keep)
+                           W.dtype == np.float64, out)
 
     def _step_size_and_eps(self, eta: float) -> tuple[float, float]:
         """η m̂ / (√v̂ + eps) = (η √(1−β₂ᵗ) / (1−β₁ᵗ)) · m / (√v + eps √(1−β₂ᵗ)): the same
@@ -593,6 +602,26 @@ def _descend_scaled(W, g, G, eta: float, eps: float, s: np.ndarray) -> None:
     np.divide(g, s, out=s)
     s *= eta
     W -= s
+
+
+class _FlatCache:
+    """What ``Optimizer._flat_state`` found for a list of parameters: the parameters and
+    their gradients (compared by identity at each step), the weight buffers they were seen
+    in, and ``(g, state, decay_slices)``. Weights are held by weak reference, so that a
+    buffer dropped by ``fit`` is freed."""
+
+    __slots__ = ("params", "grads", "layouts", "rest")
+
+    def __init__(self, params, W, rest):
+        self.params = list(params)
+        self.grads = [p.grad for p in params]
+        self.layouts = [_layout(params, W)]
+        self.rest = rest
+
+
+def _layout(params, W) -> tuple[list, weakref.ref]:
+    """Weak references to each parameter's weights and to the buffer ``W`` behind them."""
+    return [weakref.ref(p.data) for p in params], weakref.ref(W)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -280,9 +280,10 @@ class _Step:
 
     forward → loss → backward → (clip) → optimizer step, where a non-finite loss or
     gradient stops before the update and a non-finite updated weight is undone, both with a
-    ``DivergenceError`` naming the epoch, step and layer. ``undo()`` puts back the weights,
-    and the BatchNorm running statistics that the forward pass moved, as they were before
-    the step (also for an interrupt in the middle of one).
+    ``DivergenceError`` naming the epoch, step and layer. ``undo()`` puts back the
+    BatchNorm running statistics that the forward pass moved, and the weights when they are
+    updated in place (with two weight buffers a failed step never reached them), as they
+    were before the step (also for an interrupt in the middle of one).
     """
 
     def __init__(self, model, loss, optimizer, clip_grad_norm):
@@ -298,16 +299,21 @@ class _Step:
             self.backward = lambda loss: model.backward_from(loss, input_grad=False)
         else:
             self.backward = lambda loss: model.backward(loss.backward())
-        # With the flat layout of chainrule.flat, the weights' backup copy and finiteness
-        # check are one call each per step, and chainrule's optimizers make both during the
-        # update itself (step(keep=...)).
+        # With the flat layout of chainrule.flat and a chainrule optimizer, the weights live
+        # in two buffers in turn: each step writes the new weights into the one not in use
+        # (step(into=...)) and the parameters are pointed at it only if they are all finite.
+        # Undoing a step is then not pointing them, and no step writes the weights that its
+        # own matrix products (on both BLAS threads) have just read, which is slow.
         flat = flat_view(self.params)
+        self.buffers = None
+        if flat is not None and isinstance(optimizer, Optimizer):
+            spare = np.empty_like(flat[0])
+            self.buffers = (flat[0], spare)
+            self.views = ([p.data for p in self.params], _views_like(self.params, spare))
+            self.front = 0  # the buffer the parameters point at
         self.weights = [flat[0]] if flat is not None else [p.data for p in self.params]
-        self.keep = (np.empty_like(flat[0])
-                     if flat is not None and isinstance(optimizer, Optimizer) else None)
-        self.kept = False  # does self.keep hold the weights from before this step?
         statistics = [a for bn in _batchnorms(model) for a in (bn.running_mean, bn.running_var)]
-        self.saved = statistics if self.keep is not None else self.weights + statistics
+        self.saved = statistics if self.buffers is not None else self.weights + statistics
         self.backups = [np.empty_like(a) for a in self.saved]
         self.grad_norms = _GradNorms(self.params)
 
@@ -315,7 +321,6 @@ class _Step:
         """Take the step on batch ``(Xb, Yb)``; return ``(loss value, A, gradient norms)``."""
         for old, a in zip(self.backups, self.saved):
             np.copyto(old, a)
-        self.kept = False
         A = self.model.forward(Xb)
         value = self.loss.forward(A, Yb)
         self.backward(self.loss)
@@ -331,15 +336,18 @@ class _Step:
                 scale = self.clip_grad_norm / total
                 for p in self.params:
                     p.grad *= scale
-        if self.keep is not None:
-            finite = self.optimizer.step(self.params, keep=self.keep)
-            self.kept = True
+        if self.buffers is not None:
+            back = 1 - self.front
+            finite = self.optimizer.step(self.params, into=self.buffers[back])
+            if finite:
+                self._point_at(back)
+            new = self.views[back]
         else:
             self.optimizer.step(self.params)
             finite = all(all_finite(W) for W in self.weights)
+            new = [p.data for p in self.params]
         if not finite:
-            culprit = next(path for path, p in zip(self.paths, self.params)
-                           if not np.isfinite(p.data).all())
+            culprit = next(path for path, W in zip(self.paths, new) if not np.isfinite(W).all())
             self.undo()
             raise self._diverged(epoch, step, "the updated weight", culprit)
         return value, A, norms
@@ -347,8 +355,24 @@ class _Step:
     def undo(self) -> None:
         for old, a in zip(self.backups, self.saved):
             np.copyto(a, old)
-        if self.kept:
-            np.copyto(self.weights[0], self.keep)
+
+    def _point_at(self, i: int) -> None:
+        for p, view in zip(self.params, self.views[i]):
+            p.data = view
+        self.front = i
+
+    def __enter__(self) -> _Step:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.finish()
+
+    def finish(self) -> None:
+        """Leave the weights in the model's own buffer (the one they were in before fit), so
+        that arrays taken from ``p.data`` before fit see the weights it ends with."""
+        if self.buffers is not None and self.front != 0:
+            np.copyto(self.buffers[0], self.buffers[1])
+            self._point_at(0)
 
     def _diverged(self, epoch, step, what, culprit) -> DivergenceError:
         layer = culprit.split(".")[1] if culprit.startswith("modules.") else culprit
@@ -358,6 +382,15 @@ class _Step:
             "weights from before this step; try a smaller learning rate, clip_grad_norm, or "
             "scaled inputs."
         )
+
+
+def _views_like(params: list, buffer: np.ndarray) -> list[np.ndarray]:
+    """Views into ``buffer`` laid out as ``params``' views into their flat buffer."""
+    views, start = [], 0
+    for p in params:
+        views.append(buffer[start:start + p.data.size].reshape(p.data.shape))
+        start += p.data.size
+    return views
 
 
 def _batches(n: int, batch_size: int | None, model) -> list[tuple[int, int]]:
@@ -415,6 +448,14 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     DivergenceError
         When a loss, gradient or updated weight is not finite; the message names the
         epoch, step (both 0-based) and layer, and the model keeps its last finite weights.
+
+    Notes
+    -----
+    With chainrule's optimizers, each step writes the new weights into one of two buffers
+    in turn and then points every ``Parameter.data`` at them, so that a diverging step is
+    undone without a copy. Read weights through the parameters (``layer.W.data``) during
+    fit, e.g. in a callback; when fit returns or raises, the weights are back in the arrays
+    they were in before it.
     """
     _check_loss(loss)
     has_validation = validation_data is not None or validation_split > 0
@@ -471,9 +512,10 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     classifies = isinstance(loss, (NLL, NLLM))
     per_row = loss.reduction == "mean"  # a batch's loss is its rows' mean: weigh by rows
 
-    # Overflow on the way to a non-finite loss is reported once, as a DivergenceError.
+    # Overflow on the way to a non-finite loss is reported once, as a DivergenceError; and
+    # however the loop ends, the weights end in the model's own buffer (_Step.finish).
     with _deferred_interrupt() as interrupted, np.errstate(over="ignore", invalid="ignore",
-                                                           divide="ignore"):
+                                                           divide="ignore"), take_step:
         for epoch in range(start_epoch, epochs):
             t0 = time.perf_counter()
             model.train()
