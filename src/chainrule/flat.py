@@ -30,18 +30,22 @@ def flatten(params: list[Parameter]) -> None:
     if len(dtypes) != 1 or next(iter(dtypes)).kind != "f":
         return
     dtype = dtypes.pop()
-    sizes = [p.data.size for p in params]
-    data = np.empty(sum(sizes), dtype)
-    grad = np.empty(sum(sizes), dtype)
-    start = 0
-    for p, size in zip(params, sizes):
-        shape = p.data.shape
-        view, gview = data[start:start + size].reshape(shape), grad[start:start + size].reshape(
-            shape)
+    size = sum(p.data.size for p in params)
+    data, grad = np.empty(size, dtype), np.empty(size, dtype)
+    for p, view, gview in zip(params, views_like(params, data), views_like(params, grad)):
         view[...] = p.data
         gview[...] = p.grad
         p.data, p.grad = view, gview
-        start += size
+
+
+def views_like(params: list[Parameter], buffer: np.ndarray) -> list[np.ndarray]:
+    """Views into the 1-D ``buffer``, one per parameter in order, each of its shape: the
+    layout of :func:`flatten` (``fit`` lays out its second weight buffer with it)."""
+    views, start = [], 0
+    for p in params:
+        views.append(buffer[start:start + p.data.size].reshape(p.data.shape))
+        start += p.data.size
+    return views
 
 
 def flat_view(params: list[Parameter]) -> tuple[np.ndarray, np.ndarray] | None:

@@ -27,7 +27,7 @@ from ._checks import check_float
 from ._rng import as_generator
 from ._validate import all_finite, as_float_matrix, check_same_length
 from .errors import DivergenceError, InputError
-from .flat import flat_view
+from .flat import flat_view, views_like
 from .losses import NLL, NLLM, Loss
 from .module import named_parameters, submodules
 from .optimizers import Optimizer
@@ -309,7 +309,7 @@ class _Step:
         if flat is not None and isinstance(optimizer, Optimizer):
             spare = np.empty_like(flat[0])
             self.buffers = (flat[0], spare)
-            self.views = ([p.data for p in self.params], _views_like(self.params, spare))
+            self.views = ([p.data for p in self.params], views_like(self.params, spare))
             self.front = 0  # the buffer the parameters point at
         self.weights = [flat[0]] if flat is not None else [p.data for p in self.params]
         statistics = [a for bn in _batchnorms(model) for a in (bn.running_mean, bn.running_var)]
@@ -382,15 +382,6 @@ class _Step:
             "weights from before this step; try a smaller learning rate, clip_grad_norm, or "
             "scaled inputs."
         )
-
-
-def _views_like(params: list, buffer: np.ndarray) -> list[np.ndarray]:
-    """Views into ``buffer`` laid out as ``params``' views into their flat buffer."""
-    views, start = [], 0
-    for p in params:
-        views.append(buffer[start:start + p.data.size].reshape(p.data.shape))
-        start += p.data.size
-    return views
 
 
 def _batches(n: int, batch_size: int | None, model) -> list[tuple[int, int]]:
