@@ -199,17 +199,17 @@ class Optimizer:
         state stays, and the last two weight buffers are recognised without a new check.
         """
         cache = self._flat
-        if cache is not None and len(params) == len(cache.params) and all(
-                p is q and p.grad is g for p, q, g in zip(params, cache.params, cache.grads)):
+        same = cache is not None and len(params) == len(cache.params) and all(
+            p is q and p.grad is g for p, q, g in zip(params, cache.params, cache.grads))
+        if same:
             for views, W in cache.layouts:
                 if all(p.data is view() for p, view in zip(params, views)):
                     return (W(), *cache.rest)
-            found = flat_view(list(params))
-            if found is not None and found[1] is cache.rest[0]:  # same gradients: W moved
-                cache.layouts = [_layout(params, found[0]), *cache.layouts[:1]]
-                return (found[0], *cache.rest)
-        self._flat = None
         found = flat_view(list(params))
+        if same and found is not None and found[1] is cache.rest[0]:  # same grads: W moved
+            cache.layouts = [_layout(params, found[0]), *cache.layouts[:1]]
+            return (found[0], *cache.rest)
+        self._flat = None
         if found is None:
             return None
         W, g = found

@@ -520,7 +520,7 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
                 if order is None:
                     Xb, Yb = X[start:end], Y[start:end]
                 else:
-                    idx = order[start:end]  # take: a third faster than X[idx] on rows
+                    idx = order[start:end]  # take is faster than fancy indexing X[idx] on rows
                     Xb, Yb = X.take(idx, axis=0), Y.take(idx, axis=0)
                 if input_noise:
                     Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(X.dtype)
