@@ -159,3 +159,23 @@ def test_checkpoint_no_shuffle_and_min_delta_flags(tmp_path, capsys):
                  "--no-shuffle", "--early-stopping", "2", "--min-delta", "0.01",
                  "--no-progress"]) == 0
     assert isinstance(cr.load(path), cr.Sequential)
+
+
+def test_a_sigmoid_output_of_one_half_predicts_the_first_class(iris_csv, tmp_path, capsys):
+    # The command line decodes as the estimators do: the most probable class, ties to the
+    # first, so P(class 1) = 0.5 exactly (a zero output layer) is class 0.
+    from chainrule.serialization import load_checkpoint, save_checkpoint
+    with open(iris_csv / "iris.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    write_csv(tmp_path / "two.csv", rows[0], [r for r in rows[1:] if r[-1] != "virginica"])
+    model = str(tmp_path / "m.safetensors")
+    assert main(["train", "--data", str(tmp_path / "two.csv"), "--epochs", "1",
+                 "--save", model, "--no-progress"]) == 0
+    network, _, meta, tensors = load_checkpoint(model)
+    assert type(network.modules[-1]).__name__ == "Sigmoid"
+    network.modules[-2].W.data[...] = 0.0
+    network.modules[-2].W0.data[...] = 0.0
+    save_checkpoint(model, network, None, meta, tensors)
+    capsys.readouterr()
+    assert main(["predict", model, str(iris_csv / "new.csv")]) == 0
+    assert capsys.readouterr().out.split() == ["prediction"] + [meta["cli"]["classes"][0]] * 3

@@ -219,16 +219,27 @@ def test_network_dtype_follows_x_as_in_sklearn(Estimator, dtype, iris):
     assert est.predict(X).dtype == (np.int64 if Estimator is MLPClassifier else np.float64)
 
 
-def test_batch_norm_refuses_a_last_batch_of_one_row_before_training(iris):
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_batch_norm_trains_where_fit_does_on_a_last_batch_of_one_row(Estimator, iris):
+    # 129 = 4 × 32 + 1: fit merges the one-row last batch into the one before it.
     X, y = iris
-    clf = MLPClassifier((4,), batch_norm=True, batch_size=32, epochs=1, random_state=0)
-    with pytest.raises(ValueError, match=r"batch of 1 sample; 129 training samples"):
-        clf.fit(X[:129], y[:129])
-    assert not hasattr(clf, "model_")
-    clf.fit(X[:130], y[:130])  # 130 = 4 × 32 + 2
-    with pytest.raises(ValueError, match=r"batch of 1 sample; 1 training samples"):
+    est = Estimator((4,), batch_norm=True, batch_size=32, epochs=2, random_state=0)
+    est.fit(X[:129], y[:129])
+    assert est.optimizer_.t == 2 * 4
+    est.partial_fit(X[:129], y[:129])
+    assert est.optimizer_.t == 3 * 4
+    # early stopping holds out round(0.1 × 144) = 14 rows, leaving 130 = 4 × 32 + 2 ...
+    early = Estimator((4,), batch_norm=True, early_stopping=True, epochs=1, random_state=0)
+    assert early.fit(X[:144], y[:144]).optimizer_.t == 5
+    # ... and of 143 it leaves 129
+    assert early.fit(X[:143], y[:143]).optimizer_.t == 4
+
+
+def test_batch_norm_cannot_train_on_one_row(iris):
+    X, _ = iris
+    with pytest.raises(ValueError, match=r"at least 2 rows"):
         MLPRegressor((4,), batch_norm=True).fit(X[:1], [1.0])
-    MLPClassifier((), batch_norm=True, epochs=1).fit(X[:129], y[:129])  # no hidden layer
+    MLPRegressor((), batch_norm=True, epochs=1).fit(X[:1], [1.0])  # no hidden layer
 
 
 # -- classification ----------------------------------------------------------------------------
@@ -297,6 +308,15 @@ def test_binary_probabilities_are_one_minus_p_and_p(iris):
     clf = MLPClassifier((4,), epochs=2, random_state=0).fit(X, y)
     p = clf.model_.predict(X)[:, 0].astype(np.float64)
     assert np.array_equal(clf.predict_proba(X), np.column_stack([1 - p, p]))
+
+
+def test_predict_is_the_argmax_of_predict_proba_also_at_a_tie(iris):
+    X, y = iris
+    clf = MLPClassifier((4,), epochs=1, random_state=0).fit(X[y < 2], y[y < 2])
+    out = clf.model_.modules[-2]  # P(class 1) = σ(0) = 0.5 exactly
+    out.W.data[...], out.W0.data[...] = 0.0, 0.0
+    assert (clf.predict_proba(X) == 0.5).all()
+    assert (clf.predict(X) == clf.classes_[0]).all()
 
 
 def test_one_class_is_an_error(iris):

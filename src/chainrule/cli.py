@@ -16,12 +16,19 @@ import sys
 
 import numpy as np
 
+from ._build import (
+    ACTIVATIONS,
+    OPTIMIZERS,
+    build_mlp,
+    class_indices,
+    default_lr,
+    make_optimizer,
+    standardise,
+    target_scale,
+    unstandardise,
+)
 from .errors import ChainruleError, DivergenceError
 
-ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "leaky_relu": "LeakyReLU",
-               "identity": "Identity"}
-OPTIMIZERS = {"sgd": "SGD", "momentum": "Momentum", "adagrad": "Adagrad", "rmsprop": "RMSprop",
-              "adadelta": "Adadelta", "adam": "Adam"}
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a bad argument is one line on stderr and exit status 2."""
@@ -162,32 +169,6 @@ def _load_data(args):
                              rng=args.seed)
 
 
-def _build(args, data, rng):
-    import chainrule as cr
-    dtype = np.dtype(args.dtype)
-    init = args.init or ("he" if args.activation in ("relu", "leaky_relu") else "xavier")
-    modules, m = [], data.X_train.shape[1]
-    for width in args.hidden:
-        modules.append(cr.Linear(m, width, init=init, rng=rng, dtype=dtype))
-        if args.batch_norm:
-            modules.append(cr.BatchNorm(width, dtype=dtype))
-        modules.append(getattr(cr, ACTIVATIONS[args.activation])())
-        if args.dropout:
-            modules.append(cr.Dropout(args.dropout, rng=rng))
-        m = width
-    k = data.n_outputs
-    if data.task == "classification" and k == 2:
-        modules += [cr.Linear(m, 1, init="xavier", rng=rng, dtype=dtype), cr.Sigmoid()]
-        loss = cr.NLL()
-    elif data.task == "classification":
-        modules += [cr.Linear(m, k, init="xavier", rng=rng, dtype=dtype), cr.Softmax()]
-        loss = cr.NLLM()
-    else:
-        modules += [cr.Linear(m, k, init="xavier", rng=rng, dtype=dtype), cr.Identity()]
-        loss = cr.SquareLoss()
-    return cr.Sequential(*modules), loss
-
-
 def _schedule(args, lr, total_steps):
     from . import schedules
     if args.schedule == "constant":
@@ -204,9 +185,8 @@ def _schedule(args, lr, total_steps):
 def _metrics(data, model, X, y, y_scale) -> dict:
     A = model.predict(X)
     if data.task == "classification":
-        pred = (A[:, 0] >= 0.5).astype(int) if A.shape[1] == 1 else A.argmax(axis=1)
-        return {"accuracy": float(np.mean(pred == y))}
-    pred = A * y_scale[1] + y_scale[0]
+        return {"accuracy": float(np.mean(class_indices(A) == y))}
+    pred = unstandardise(A, *y_scale)
     Y = y.reshape(pred.shape)
     mse = float(np.mean((pred - Y) ** 2))
     r2 = 1 - float(np.sum((pred - Y) ** 2) / np.sum((Y - Y.mean(axis=0)) ** 2))
@@ -224,7 +204,6 @@ def _print_metrics(metrics: dict) -> None:
 def train(args) -> int:
     import chainrule as cr
 
-    from . import optimizers
     for flag, path in (("--save", args.save), ("--report", args.report),
                        ("--checkpoint", args.checkpoint)):
         folder = os.path.dirname(os.path.abspath(path)) if path else None
@@ -232,17 +211,19 @@ def train(args) -> int:
             raise ChainruleError(f"{flag} {path}: folder {folder} does not exist")
     rng = np.random.default_rng(args.seed)
     data = _load_data(args)
-    model, loss = _build(args, data, rng)
+    model, loss = build_mlp(data.X_train.shape[1], args.hidden, data.task, data.n_outputs,
+                            activation=args.activation, init=args.init, dropout=args.dropout,
+                            batch_norm=args.batch_norm, rng=rng, dtype=np.dtype(args.dtype))
     y_train = data.y_train
     y_scale = (0.0, 1.0)
     if data.task == "regression":  # fit standardised targets; report in original units
-        y_scale = (float(y_train.mean()), float(y_train.std() or 1.0))
-        y_train = (y_train - y_scale[0]) / y_scale[1]
-    optimizer_class = getattr(optimizers, OPTIMIZERS[args.optimizer])
-    lr = args.lr if args.lr is not None else optimizer_class().lr  # its own default
+        mean, scale = target_scale(y_train)
+        y_scale = (mean.item(), scale.item())  # one target column: two numbers in the file
+        y_train = standardise(y_train, *y_scale)
+    lr = default_lr(args.optimizer) if args.lr is None else args.lr
     n_fit = int(len(y_train) * (1 - args.validation_split))
     steps = args.epochs * (1 if args.batch_size is None else -(-n_fit // args.batch_size))
-    opt = optimizer_class(lr=_schedule(args, lr, steps), weight_decay=args.weight_decay)
+    opt = make_optimizer(args.optimizer, _schedule(args, lr, steps), args.weight_decay)
     early = (cr.EarlyStopping(patience=args.early_stopping, min_delta=args.min_delta)
              if args.early_stopping else None)
     print(f"{data.name}: {len(y_train)} training rows, {len(data.y_test)} test rows, "
@@ -342,11 +323,9 @@ def predict(args) -> int:
     X, _ = _read_features(args.data, info, tensors, with_label=False)
     A = model.predict(X)
     if info["task"] == "classification":
-        index = (A[:, 0] >= 0.5).astype(int) if A.shape[1] == 1 else A.argmax(axis=1)
-        rows = [info["classes"][i] for i in index]
+        rows = [info["classes"][i] for i in class_indices(A)]
     else:
-        lo, scale = info["y_scale"]
-        rows = [" ".join(f"{v:.6g}" for v in row) for row in A * scale + lo]
+        rows = [" ".join(f"{v:.6g}" for v in row) for row in unstandardise(A, *info["y_scale"])]
     text = "prediction\n" + "\n".join(str(r) for r in rows) + "\n"
     if args.output:
         from .serialization import atomic_write_bytes

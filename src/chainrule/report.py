@@ -15,6 +15,7 @@ import html
 
 import numpy as np
 
+from ._build import standardise, target_scale
 from .errors import ChainruleError
 from .explain import KEYS, describe_diagonal, explain, formulas
 from .serialization import atomic_write_bytes
@@ -199,8 +200,7 @@ def _explain(model, loss, data) -> str:
     Y = np.asarray(data.y_train[:n])
     note = ""
     if data.task == "regression":  # the command line fits standardised targets
-        y = np.asarray(data.y_train, dtype=np.float64)
-        Y = (Y - y.mean(axis=0)) / (y.std(axis=0) or 1.0)
+        Y = standardise(Y, *target_scale(data.y_train))
         note = " Targets are standardised, as <code>chainrule train</code> fits them."
     try:
         report = explain(model, loss, data.X_train[:n], Y)

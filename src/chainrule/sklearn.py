@@ -1,6 +1,7 @@
 """scikit-learn estimators: ``MLPClassifier`` and ``MLPRegressor`` on chainrule.
 
-Thin adapters: ``fit`` validates the data the scikit-learn way, builds a ``Sequential``::
+Thin adapters: ``fit`` validates the data the scikit-learn way, builds a ``Sequential`` (the
+command line's, from ``chainrule._build``)::
 
     [Linear → (BatchNorm) → activation → (Dropout)] × len(hidden_layer_sizes) → Linear → output
 
@@ -46,30 +47,21 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .layers import (
-    BatchNorm,
-    Dropout,
-    Identity,
-    LeakyReLU,
-    Linear,
-    ReLU,
-    Sequential,
-    Sigmoid,
-    Softmax,
-    Tanh,
+from ._build import (
+    ACTIVATIONS,
+    OPTIMIZERS,
+    build_mlp,
+    class_indices,
+    class_probabilities,
+    make_optimizer,
+    output_layer,
+    standardise,
+    target_scale,
+    unstandardise,
 )
-from .losses import NLL, NLLM, SquareLoss
-from .optimizers import SGD, Adadelta, Adagrad, Adam, Momentum, RMSprop
 from .training import EarlyStopping, fit
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
-
-OPTIMIZERS = {"sgd": SGD, "momentum": Momentum, "adagrad": Adagrad, "rmsprop": RMSprop,
-              "adadelta": Adadelta, "adam": Adam}
-
-# activation name -> (module class, Linear init that keeps the variance of Z steady for it)
-ACTIVATIONS = {"relu": (ReLU, "he"), "leaky_relu": (LeakyReLU, "he"), "tanh": (Tanh, "xavier"),
-               "sigmoid": (Sigmoid, "xavier"), "identity": (Identity, "xavier")}
 
 _FLOATS = (np.float64, np.float32)  # validate_data casts anything else (ints) to float64
 
@@ -77,8 +69,8 @@ _FLOATS = (np.float64, np.float32)  # validate_data casts anything else (ints) t
 class _BaseMLP(BaseEstimator):
     """What the classifier and the regressor share: parameters, the network, the fit call.
 
-    Subclasses give ``_output(k) -> (output module, loss)`` and turn ``y`` into the
-    network's targets and its outputs back into predictions.
+    Subclasses name their ``_task`` and turn ``y`` into the network's targets and its outputs
+    back into predictions.
     """
 
     _parameter_constraints: dict = {
@@ -131,44 +123,28 @@ class _BaseMLP(BaseEstimator):
                              f"ints, got {self.hidden_layer_sizes!r}")
         return [int(s) for s in sizes]
 
-    def _build(self, n_in: int, n_out: int, rng: np.random.Generator, dtype) -> Sequential:
-        Activation, init = ACTIVATIONS[self.activation]
-        modules, m = [], n_in
-        for n in self._hidden_sizes():
-            modules.append(Linear(m, n, init=init, rng=rng, dtype=dtype))
-            if self.batch_norm:
-                modules.append(BatchNorm(n, dtype=dtype))
-            modules.append(Activation())
-            if self.dropout > 0:
-                modules.append(Dropout(self.dropout, rng=rng))
-            m = n
-        output, _ = self._output(n_out)
-        # The output layer feeds a sigmoid, softmax or nothing: Glorot's variance suits all.
-        return Sequential(*modules, Linear(m, n_out, init="xavier", rng=rng, dtype=dtype), output)
-
-    def _new_optimizer(self):
-        Optimizer = OPTIMIZERS[self.optimizer]
-        lr = {} if self.learning_rate is None else {"lr": self.learning_rate}
-        return Optimizer(weight_decay=self.weight_decay, **lr)
-
     # -- training ------------------------------------------------------------------------
-    def _train(self, X: np.ndarray, Y: np.ndarray, n_out: int, *, incremental: bool):
-        """Build a fresh network (unless ``incremental`` and one exists) and run ``fit``."""
+    def _train(self, X: np.ndarray, Y: np.ndarray, k: int, *, incremental: bool):
+        """Build a fresh network for ``k`` classes or outputs (unless ``incremental`` and one
+        exists) and run ``fit``."""
         early = self.early_stopping and not incremental
-        self._check_batch_norm_rows(len(X), early)
         if not (incremental and hasattr(self, "model_")):
             # One Generator from random_state drives the initial weights, dropout masks,
             # shuffling and noise: the same random_state gives the same model.
             seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
             self._rng = np.random.default_rng(seed)
-            self.model_ = self._build(X.shape[1], n_out, self._rng, X.dtype)
-            self.optimizer_ = self._new_optimizer()
+            self.model_, _ = build_mlp(
+                X.shape[1], self._hidden_sizes(), self._task, k, activation=self.activation,
+                dropout=self.dropout, batch_norm=self.batch_norm, rng=self._rng,
+                dtype=X.dtype)
+            self.optimizer_ = make_optimizer(self.optimizer, self.learning_rate,
+                                             self.weight_decay)
             self.loss_curve_, self.validation_loss_curve_ = [], None
         if early:
             # fit holds out the *last* rows: shuffle first so sorted data gives a fair split.
             order = self._rng.permutation(len(X))
             X, Y = X[order], Y[order]
-        _, loss = self._output(n_out)
+        _, _, loss = output_layer(self._task, k)
         self.history_ = fit(
             self.model_, loss, X, Y, optimizer=self.optimizer_,
             epochs=1 if incremental else self.epochs, batch_size=self.batch_size,
@@ -182,20 +158,6 @@ class _BaseMLP(BaseEstimator):
             self.validation_loss_curve_ = list(self.history_.history.get("val_loss", []))
         self.n_iter_ = len(self.loss_curve_)
         return self
-
-    def _check_batch_norm_rows(self, n: int, early: bool) -> None:
-        """BatchNorm cannot train on a batch of one row: refuse before any update."""
-        if not self.batch_norm or not self._hidden_sizes():
-            return
-        if early:
-            n -= int(round(n * self.validation_fraction))
-        bs = n if self.batch_size is None else min(self.batch_size, n)
-        if n % bs == 1 or n == 1:
-            raise ValueError(
-                f"{type(self).__name__}(batch_norm=True) cannot train on a batch of 1 sample; "
-                f"{n} training samples with batch_size={self.batch_size} leave one. "
-                "Choose another batch_size."
-            )
 
     # An optimizer keys its state by id(parameter), which a pickled or deep-copied estimator
     # does not keep; travel through state_dict instead, so partial_fit goes on after a copy.
@@ -245,7 +207,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     dropout : float in [0, 1), default 0
         Probability that a hidden unit is dropped in training (inverted dropout).
     batch_norm : bool, default False
-        ``BatchNorm`` between each hidden ``Linear`` and its activation.
+        ``BatchNorm`` between each hidden ``Linear`` and its activation. As in ``fit``, a
+        last batch of one row joins the batch before it.
     early_stopping : bool, default False
         Hold out ``validation_fraction`` of the rows (chosen at random) and stop after
         ``patience`` epochs without a lower validation loss, keeping the best weights.
@@ -293,8 +256,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     (1, 2)
     """
 
-    def _output(self, k: int):
-        return (Sigmoid(), NLL()) if k == 1 else (Softmax(), NLLM())
+    _task = "classification"
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
@@ -305,7 +267,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if len(self.classes_) < 2:
             raise ValueError(f"MLPClassifier needs samples of at least 2 classes, got 1 class: "
                              f"{self.classes_.tolist()}")
-        return self._train(X, y_index, self._n_out(), incremental=False)
+        return self._train(X, y_index, len(self.classes_), incremental=False)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, classes=None):
@@ -335,22 +297,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if unknown.any():
             raise ValueError(f"MLPClassifier.partial_fit expected labels in "
                              f"{self.classes_.tolist()}, got {np.unique(y[unknown]).tolist()}")
-        return self._train(X, y_index, self._n_out(), incremental=True)
-
-    def _n_out(self) -> int:
-        return 1 if len(self.classes_) == 2 else len(self.classes_)
+        return self._train(X, y_index, len(self.classes_), incremental=True)
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
-        A = self._forward(X).astype(np.float64)
-        if A.shape[1] == 1:
-            return np.hstack([1.0 - A, A])
-        return A / A.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 ± 1e-7
+        return class_probabilities(self._forward(X))
 
     def predict(self, X) -> np.ndarray:
         """The most probable class of each row, shape (n_samples,)."""
-        check_is_fitted(self)
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        index = class_indices(self._forward(X))  # _forward says first if not fitted
+        return self.classes_[index]
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -387,8 +343,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     True
     """
 
-    def _output(self, k: int):
-        return Identity(), SquareLoss()
+    _task = "regression"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -417,17 +372,14 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._train(X, self._standardise(y), self.n_outputs_, incremental=True)
 
     def _set_scale(self, y: np.ndarray) -> None:
-        Y = y.reshape(len(y), -1)
         self._y_1d = y.ndim == 1  # predict returns the shape fit was given
-        self.n_outputs_ = Y.shape[1]
-        self.y_mean_ = Y.mean(axis=0)
-        std = Y.std(axis=0)
-        self.y_scale_ = np.where(std > 0, std, 1.0)
+        self.y_mean_, self.y_scale_ = target_scale(y)
+        self.n_outputs_ = len(self.y_mean_)
 
     def _standardise(self, y: np.ndarray) -> np.ndarray:
-        return (y.reshape(len(y), -1) - self.y_mean_) / self.y_scale_
+        return standardise(y.reshape(len(y), -1), self.y_mean_, self.y_scale_)
 
     def predict(self, X) -> np.ndarray:
         """Predicted targets, shape (n_samples,) or (n_samples, n_outputs) as ``y`` in fit."""
-        Y = self._forward(X).astype(np.float64) * self.y_scale_ + self.y_mean_
+        Y = unstandardise(self._forward(X), self.y_mean_, self.y_scale_)
         return Y[:, 0] if self._y_1d else Y
