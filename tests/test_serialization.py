@@ -2,7 +2,7 @@
 
 Hostile files are built here byte by byte (8-byte header length, JSON header, raw tensors),
 independently of the code under test; where a case must get past the file's SHA-256 digest
-to reach a deeper check, it is re-signed with ``serialization._digest``.
+to reach a deeper check, it is re-signed with ``chainrule._files.integrity.digest``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 import chainrule as cr
 from cases import MODULE_IDS, MODULES
 from chainrule import serialization
+from chainrule._files.integrity import digest
 from chainrule.errors import ChainruleError, ModelFileError
 from chainrule.optimizers import OPTIMIZERS, Adam
 from chainrule.serialization import load, load_checkpoint, load_optimizer, save, save_checkpoint
@@ -112,7 +113,7 @@ def decode(data: bytes):
 
 def signed(metadata, tensors) -> bytes:
     metadata = dict(metadata)
-    metadata["sha256"] = serialization._digest(metadata, tensors)
+    metadata["sha256"] = digest(metadata, tensors)
     return encode(metadata, tensors)
 
 
