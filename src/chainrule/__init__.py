@@ -4,7 +4,6 @@
 """
 
 from . import schedules as schedules  # cr.schedules.InverseTime(...)
-from .checkpoint import resume
 from .errors import ChainruleError, DivergenceError, ModelFileError
 from .explain import explain
 from .gradcheck import gradcheck
@@ -26,7 +25,7 @@ from .module import Module
 from .optimizers import SGD, Adadelta, Adagrad, Adam, Momentum, RMSprop
 from .parameter import Parameter
 from .serialization import load, load_optimizer, save
-from .training import EarlyStopping, History, fit
+from .training import EarlyStopping, History, fit, resume
 
 __version__ = "0.1.0"
 

@@ -39,7 +39,12 @@ Shared by all (the :class:`Optimizer` base class):
   ``g ← g + 2λW`` for parameters named ``"W"`` only (offsets ``W0`` and batch-norm ``G``,
   ``B`` are not decayed). ``p.grad`` itself is never modified.
 - State is created lazily, as zeros of the parameter's shape and dtype, the first time a
-  parameter is stepped, and is updated in place: a step allocates no new arrays.
+  parameter is stepped, and is updated in place. It is kept per parameter object
+  (``opt.state[p]``), or per :class:`~chainrule.buffer.ParameterBuffer` when ``fit`` steps a
+  model's flat buffer (one array per state name then, split by parameter on export).
+- Each ``_update`` below is the row of the table in plain NumPy, and it is what runs unless
+  :mod:`chainrule.kernels` has a compiled kernel for the class (Adam's), which gives the
+  same bits.
 - ``state_dict()`` / ``load_state_dict(d)`` export and restore hyper-parameters, ``t`` and
   the per-parameter state as plain numbers and arrays (no pickle).
 """
@@ -48,21 +53,14 @@ from __future__ import annotations
 
 import math
 import numbers
-import weakref
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from ._validate import all_finite
+from . import kernels
+from .buffer import ParameterBuffer
 from .errors import InputError
-from .flat import flat_view
 from .parameter import Parameter
-
-try:  # Adam's update in one compiled pass (_fused.c), built with the package when it can be
-    from . import _fused
-except ImportError:  # no C compiler at install time: NumPy computes the same numbers
-    _fused = None
-_FUSED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 LearningRate = float | Callable[[int], float]
 
@@ -95,13 +93,11 @@ def _check_hyper(owner: str, name: str, value) -> float:
 
 
 class Optimizer:
-    """Base class: owns ``t``, the step-size schedule, weight decay and argument checks.
+    """Base class: owns ``t``, the step-size schedule, weight decay, argument checks and state.
 
-    A subclass names its extra hyper-parameters in ``_hyper``, its per-parameter state
-    arrays in ``_state_names`` and the number of scratch buffers its update needs in
-    ``_n_scratch``, and implements ``_update(W, g, state, eta)``, which changes ``W`` in
-    place. ``state`` maps each state name to its array and ``"scratch0"``, ``"scratch1"``,
-    ... to buffers of ``W``'s shape whose contents need not survive the call.
+    A subclass names its extra hyper-parameters in ``_hyper`` and its per-parameter state
+    arrays in ``_state_names``, and implements ``_update(W, g, state, eta)``: its row of the
+    table above, changing ``W`` and the arrays of ``state`` in place.
 
     Attributes
     ----------
@@ -111,11 +107,13 @@ class Optimizer:
         λ of ``J = J_loss + λ‖W‖²``.
     t : int
         Number of steps taken (0 before the first).
+    state : dict
+        Per parameter (or per ``ParameterBuffer``) a dict of state arrays, e.g.
+        ``{"exp_avg": m, "exp_avg_sq": v}``.
     """
 
     _hyper: tuple[str, ...] = ()
     _state_names: tuple[str, ...] = ()
-    _n_scratch = 1
 
     def __init__(self, lr: LearningRate, weight_decay: float = 0.0, **hyper: float):
         owner = type(self).__name__
@@ -124,142 +122,118 @@ class Optimizer:
             setattr(self, name, _check_hyper(owner, name, value))
         self.weight_decay = _check_hyper(owner, "weight_decay", weight_decay)
         self.t = 0
-        self._state: dict[int, dict[str, np.ndarray]] = {}  # id(param) -> its state
-        self._params: list[Parameter] = []  # in order of first appearance
-        self._pending: list[dict[str, np.ndarray]] | None = None  # from load_state_dict
-        self._flat = None  # a _FlatCache: the flat layout of the last step
+        self.state: dict[Parameter | ParameterBuffer, dict[str, np.ndarray]] = {}
+        self._loaded: list[dict[str, np.ndarray]] | None = None  # see load_state_dict
 
     # -- the step ----------------------------------------------------------------------
 
-    def step(self, params: Sequence[Parameter], *, into: np.ndarray | None = None):
+    def step(self, params: Sequence[Parameter] | ParameterBuffer) -> None:
         """Take step ``t + 1``: update each parameter's ``.data`` in place from its ``.grad``.
 
-        ``into`` is for ``fit``, which must be able to undo a step whose weights overflow:
-        when ``params`` share the flat buffer of :mod:`chainrule.flat`, the new weights are
-        written to ``into`` (an array of that buffer's shape and dtype) instead, the
-        parameters keep the weights from before the step, and ``step`` returns whether the
-        new ones are all finite. ``fit`` then points the parameters at ``into``: a step
-        that can be undone without copying the weights, and that writes no memory the
-        matrix products of the step have just read.
+        ``params`` is a list of parameters, or a model's ``ParameterBuffer`` (then one
+        update runs over its flat arrays: the same numbers, faster).
         """
-        t = self.t + 1  # committed only once nothing can fail
-        eta = self._check_schedule_value(self.lr(t), t) if callable(self.lr) else self.lr
-        if self._pending is not None:
-            self._attach(params)
-        flat = self._flat_state(params)
-        if into is not None and (flat is None or into.shape != flat[0].shape
-                                 or into.dtype != flat[0].dtype):
-            raise InputError(f"{type(self).__name__}.step expected into only for parameters "
-                             "in one flat buffer (chainrule.flat), as an array of its shape "
-                             "and dtype")
-        self.t = t
-        if flat is not None:  # one update over the model's contiguous weight buffer
-            W, g, state, decayed_slices = flat
-            if self.weight_decay:
-                g = self._decayed_flat(W, g, state, decayed_slices)
-            if into is not None:
-                return self._update_into(W, g, state, eta, into)
-            self._update(W, g, state, eta)
-            return None
-        two_lambda = 2.0 * self.weight_decay
-        for p in params:
-            state = self._state.get(id(p))
-            if state is None:
-                state = self._new_state(p)
-            g = p.grad
-            if two_lambda and p.name == "W":
-                # g + 2λW into a buffer of our own: p.grad must stay the loss's gradient.
-                decayed = state.get("decayed_grad")
-                if decayed is None:
-                    decayed = state["decayed_grad"] = np.empty_like(p.data)
-                np.multiply(p.data, two_lambda, out=decayed)
-                decayed += g
-                g = decayed
-            self._update(p.data, g, state, eta)
+        arrays = self._arrays(params)
+        eta = self._next_step_size()
+        for W, g, decay, state in arrays:
+            self._apply(W, g, decay, state, eta, out=W)
 
-    def _decayed_flat(self, W, g, state, slices) -> np.ndarray:
-        """``g + 2λW`` on the ``"W"`` parameters' stretches of the flat buffers."""
-        decayed = state.get("decayed_grad")
-        if decayed is None:
-            decayed = state["decayed_grad"] = np.empty_like(W)
-        np.copyto(decayed, g)
-        scratch = state["scratch0"]
-        for sl in slices:
-            np.multiply(W[sl], 2.0 * self.weight_decay, out=scratch[sl])
-            decayed[sl] += scratch[sl]
-        return decayed
+    def _step_into(self, buffer: ParameterBuffer, out: np.ndarray) -> bool | None:
+        """:meth:`step` over ``buffer`` with the new weights written to ``out`` and
+        ``buffer.data`` left as it was (``ParameterBuffer.propose``); see :meth:`_apply`."""
+        [(W, g, decay, state)] = self._arrays(buffer)
+        eta = self._next_step_size()
+        return self._apply(W, g, decay, state, eta, out)
 
-    def _flat_state(self, params: Sequence[Parameter]):
-        """``(W, g, state, decay_slices)`` over the flat buffers behind ``params``, or None.
-
-        When ``params`` are views into one buffer (see :mod:`chainrule.flat`), the state is
-        kept as flat arrays too, and each parameter's state is a view into them, so
-        ``state_dict`` and the per-parameter path see the same numbers. The weights may
-        move to another buffer between steps (``fit`` alternates two, see ``step``); the
-        state stays, and the last two weight buffers are recognised without a new check.
-        """
-        cache = self._flat
-        same = cache is not None and len(params) == len(cache.params) and all(
-            p is q and p.grad is g for p, q, g in zip(params, cache.params, cache.grads))
-        if same:
-            for views, W in cache.layouts:
-                if all(p.data is view() for p, view in zip(params, views)):
-                    return (W(), *cache.rest)
-        found = flat_view(list(params))
-        if same and found is not None and found[1] is cache.rest[0]:  # same grads: W moved
-            cache.layouts = [_layout(params, found[0]), *cache.layouts[:1]]
-            return (found[0], *cache.rest)
-        self._flat = None
-        if found is None:
-            return None
-        W, g = found
-        state = {name: np.zeros_like(W) for name in self._state_names}
-        for i in range(self._n_scratch):
-            state[f"scratch{i}"] = np.empty_like(W)
-        start, slices = 0, []
-        for p in params:
-            sl = slice(start, start + p.data.size)
-            old = self._state.get(id(p))
-            views = {name: state[name][sl].reshape(p.data.shape) for name in state}
-            if old is not None:  # steps taken before: carry their state over
-                for name in self._state_names:
-                    views[name][...] = old[name]
-            else:
-                self._params.append(p)
-            self._state[id(p)] = views
-            if p.name == "W":
-                slices.append(sl)
-            start += p.data.size
-        self._flat = _FlatCache(params, W, (g, state, slices))
-        return (W, g, state, slices)
+    def _apply(self, W, g, decay, state, eta: float, out: np.ndarray) -> bool | None:
+        """One update from weights ``W`` to ``out`` (``W`` itself or another array), by a
+        compiled kernel when :mod:`chainrule.kernels` has one, else by ``_update``. Returns
+        whether the new weights are all finite when the kernel tells, else None."""
+        if self.weight_decay:  # J = J_loss + λ‖W‖²: g ← g + 2λW, for weights W only
+            g = g + (2 * self.weight_decay) * (decay * W)
+        kernel = kernels.find(self, W, g, state, out)
+        if kernel is not None:
+            return kernel(self, W, g, state, eta, out)
+        if out is not W:
+            np.copyto(out, W)
+        self._update(out, g, state, eta)
+        return None
 
     def _update(self, W: np.ndarray, g: np.ndarray, state: dict, eta: float) -> None:
         raise NotImplementedError
 
-    def _update_into(self, W, g, state, eta, out: np.ndarray) -> bool:
-        """``_update`` with the new weights in ``out`` and ``W`` left as it was; are they all
-        finite?"""
-        np.copyto(out, W)
-        self._update(out, g, state, eta)
-        return all_finite(out)
-
-    def _check_schedule_value(self, eta, t: int) -> float:
+    def _next_step_size(self) -> float:
+        """η of step ``t + 1``, checked; then ``t`` counts the step."""
+        t = self.t + 1
+        eta = self.lr(t) if callable(self.lr) else self.lr
         value = _as_number(eta)
-        real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-        if not (real and math.isfinite(value) and value >= 0):
-            raise InputError(
-                f"{type(self).__name__} expected the schedule lr={self.lr!r} to give a "
-                f"finite step size >= 0, got lr({t}) = {eta!r}"
-            )
+        if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                and math.isfinite(value) and value >= 0):
+            raise InputError(f"{type(self).__name__} expected the schedule lr={self.lr!r} to "
+                             f"give a finite step size >= 0, got lr({t}) = {eta!r}")
+        self.t = t
         return float(value)
 
-    def _new_state(self, p: Parameter) -> dict[str, np.ndarray]:
-        state = {name: np.zeros_like(p.data) for name in self._state_names}
-        for i in range(self._n_scratch):
-            state[f"scratch{i}"] = np.empty_like(p.data)
-        self._state[id(p)] = state
-        self._params.append(p)  # also keeps p alive, so its id is not reused
+    def _arrays(self, params) -> list[tuple]:
+        """``(W, g, decay, state)`` per parameter, or once for a whole ``ParameterBuffer``;
+        ``decay`` is 1 where weight decay applies and 0 elsewhere."""
+        if self._loaded is not None:
+            self._attach(params)
+        if isinstance(params, ParameterBuffer):
+            return [(params.data, params.grad, params.decay, self._state_of(params))]
+        return [(p.data, p.grad, float(p.decayed), self._state_of(p)) for p in params]
+
+    # -- per-parameter state -----------------------------------------------------------
+
+    def _state_of(self, key: Parameter | ParameterBuffer) -> dict[str, np.ndarray]:
+        """The state arrays of a parameter or buffer, created as zeros on first use.
+
+        A parameter stepped before through a buffer uses views of the buffer's state; a
+        buffer whose parameters were stepped before (one by one or in another buffer) takes
+        their state over.
+        """
+        state = self.state.get(key)
+        if state is not None:
+            return state
+        if isinstance(key, Parameter):
+            for buffer, flat in self._buffers():
+                if key in buffer.params:
+                    i = buffer.params.index(key)
+                    return {name: buffer.views(a)[i] for name, a in flat.items()}
+            state = self.state[key] = {n: np.zeros_like(key.data) for n in self._state_names}
+            return state
+        state = {n: np.zeros_like(key.data) for n in self._state_names}
+        for i, p in enumerate(key.params):
+            old = self._state_of(p) if self._stepped(p) else None
+            for name in self._state_names if old else ():
+                key.views(state[name])[i][...] = old[name]
+        for old_key in [k for k in self.state if k is not key and self._overlaps(k, key)]:
+            del self.state[old_key]
+        self.state[key] = state
         return state
+
+    def _buffers(self):
+        return [(k, s) for k, s in self.state.items() if isinstance(k, ParameterBuffer)]
+
+    def _stepped(self, p: Parameter) -> bool:
+        return p in self.state or any(p in b.params for b, _ in self._buffers())
+
+    @staticmethod
+    def _overlaps(key, buffer: ParameterBuffer) -> bool:
+        params = key.params if isinstance(key, ParameterBuffer) else [key]
+        return any(p in buffer.params for p in params)
+
+    def _parameters(self) -> list[tuple[Parameter, dict]]:
+        """``(parameter, its state)`` in the order the parameters were first stepped."""
+        pairs = []
+        for key, state in self.state.items():
+            if isinstance(key, Parameter):
+                pairs.append((key, state))
+            else:
+                views = {name: key.views(a) for name, a in state.items()}
+                pairs.extend((p, {name: views[name][i] for name in state})
+                             for i, p in enumerate(key.params))
+        return pairs
 
     # -- export and restore ------------------------------------------------------------
 
@@ -277,13 +251,10 @@ class Optimizer:
         to :meth:`step`, mapping state names (e.g. ``"exp_avg"``) to arrays; it is empty for
         an optimizer without state (SGD). A callable ``lr`` is stored as ``None``.
         """
-        if self._pending is not None:
-            state = [{k: a.copy() for k, a in s.items()} for s in self._pending]
+        if self._loaded is not None:
+            state = [{k: a.copy() for k, a in s.items()} for s in self._loaded]
         else:
-            state = [
-                {name: self._state[id(p)][name].copy() for name in self._state_names}
-                for p in self._params
-            ]
+            state = [{k: a.copy() for k, a in s.items()} for _, s in self._parameters()]
         return {"hyper": self.hyperparameters(), "t": self.t, "state": state}
 
     def load_state_dict(self, d: dict) -> None:
@@ -309,14 +280,14 @@ class Optimizer:
         if not isinstance(state, list | tuple):
             raise InputError(f"{owner} expected state as a list of dicts, got "
                              f"{type(state).__name__}")
-        pending = [self._check_param_state(owner, i, s) for i, s in enumerate(state)]
+        loaded = [self._check_param_state(owner, i, s) for i, s in enumerate(state)]
         values = {name: _check_hyper(owner, name, hyper[name])
                   for name in expected if hyper[name] is not None or name != "lr"}
         for name, value in values.items():
             setattr(self, name, value)
         self.t = int(t)
-        self._state, self._params, self._flat = {}, [], None
-        self._pending = pending or None
+        self.state = {}
+        self._loaded = loaded or None
 
     def _check_param_state(self, owner: str, i: int, s) -> dict[str, np.ndarray]:
         names = sorted(self._state_names)
@@ -336,37 +307,25 @@ class Optimizer:
             checked[name] = a
         return checked
 
-    def _attach(self, params: Sequence[Parameter]) -> None:
+    def _attach(self, params) -> None:
         """Give the loaded per-parameter state to ``params``, position by position."""
-        pending, self._pending = self._pending, None
-        owner = f"{type(self).__name__}.step"
-        if len(pending) != len(params):
-            self._pending = pending
-            raise InputError(f"{owner} expected {len(pending)} parameters to match the loaded "
-                             f"state, got {len(params)}")
-        for i, (p, s) in enumerate(zip(params, pending, strict=True)):
+        loaded, owner = self._loaded, f"{type(self).__name__}.step"
+        plist = params.params if isinstance(params, ParameterBuffer) else list(params)
+        if len(loaded) != len(plist):
+            raise InputError(f"{owner} expected {len(loaded)} parameters to match the loaded "
+                             f"state, got {len(plist)}")
+        for i, (p, s) in enumerate(zip(plist, loaded)):
             for name, a in s.items():
                 if a.shape != p.data.shape:
-                    self._pending, self._state, self._params = pending, {}, []
                     raise InputError(
                         f"{owner} expected loaded state[{i}][{name!r}] to have the shape of "
                         f"parameter {i} ({p!r}), got array of shape {a.shape}"
                     )
-            state = self._new_state(p)
+        self._loaded = None
+        for p, s in zip(plist, loaded):
+            state = self._state_of(p)
             for name, a in s.items():
                 state[name][...] = a
-
-    def __getstate__(self) -> dict:
-        # State is keyed by id(param), which a copy changes: store it in parameter order.
-        d = self.__dict__.copy()
-        d["_state"] = [self._state[id(p)] for p in self._params]
-        d["_flat"] = None
-        return d
-
-    def __setstate__(self, d: dict) -> None:
-        states = d["_state"]
-        self.__dict__.update(d)
-        self._state = {id(p): s for p, s in zip(self._params, states, strict=True)}
 
     def __repr__(self) -> str:
         lr = self.lr if callable(self.lr) else f"{self.lr:g}"
@@ -395,8 +354,7 @@ class SGD(Optimizer):
         super().__init__(lr, weight_decay)
 
     def _update(self, W, g, state, eta):
-        step = np.multiply(g, eta, out=state["scratch0"])  # η g
-        W -= step
+        W -= eta * g
 
 
 class Momentum(Optimizer):
@@ -420,9 +378,8 @@ class Momentum(Optimizer):
         super().__init__(lr, weight_decay, beta=beta)
 
     def _update(self, W, g, state, eta):
-        V, s = state["velocity"], state["scratch0"]
-        V *= self.beta
-        V += np.multiply(g, eta, out=s)  # V ← βV + η g
+        V = state["velocity"]
+        V[...] = self.beta * V + eta * g
         W -= V
 
 
@@ -446,9 +403,9 @@ class Adagrad(Optimizer):
         super().__init__(lr, weight_decay, eps=eps)
 
     def _update(self, W, g, state, eta):
-        G, s = state["sum_sq"], state["scratch0"]
-        G += np.multiply(g, g, out=s)  # G ← G + g²
-        _descend_scaled(W, g, G, eta, self.eps, s)
+        G = state["sum_sq"]
+        G += g * g
+        W -= eta * g / (np.sqrt(G) + self.eps)
 
 
 class RMSprop(Optimizer):
@@ -474,9 +431,9 @@ class RMSprop(Optimizer):
         super().__init__(lr, weight_decay, rho=rho, eps=eps)
 
     def _update(self, W, g, state, eta):
-        G, s = state["square_avg"], state["scratch0"]
-        _decay_average(G, self.rho, np.multiply(g, g, out=s), s)  # G ← ρG + (1−ρ) g²
-        _descend_scaled(W, g, G, eta, self.eps, s)
+        G = state["square_avg"]
+        G[...] = self.rho * G + (1 - self.rho) * (g * g)
+        W -= eta * g / (np.sqrt(G) + self.eps)
 
 
 class Adadelta(Optimizer):
@@ -502,7 +459,6 @@ class Adadelta(Optimizer):
 
     _hyper = ("rho", "eps")
     _state_names = ("square_avg", "acc_delta")
-    _n_scratch = 2
 
     def __init__(self, lr: LearningRate = 1.0, rho: float = 0.9, eps: float = 1e-6,
                  weight_decay: float = 0.0):
@@ -510,18 +466,10 @@ class Adadelta(Optimizer):
 
     def _update(self, W, g, state, eta):
         E_g, E_delta = state["square_avg"], state["acc_delta"]
-        delta, s = state["scratch0"], state["scratch1"]
-        # E_g ← ρE_g + (1−ρ) g²
-        _decay_average(E_g, self.rho, np.multiply(g, g, out=s), s)
-        # Δ = √(E_Δ + eps) / √(E_g + eps) · g
-        np.sqrt(np.add(E_delta, self.eps, out=delta), out=delta)
-        delta /= np.sqrt(np.add(E_g, self.eps, out=s), out=s)
-        delta *= g
-        # E_Δ ← ρE_Δ + (1−ρ) Δ²
-        _decay_average(E_delta, self.rho, np.multiply(delta, delta, out=s), s)
-        # W ← W − η Δ
-        delta *= eta
-        W -= delta
+        E_g[...] = self.rho * E_g + (1 - self.rho) * (g * g)
+        delta = np.sqrt(E_delta + self.eps) / np.sqrt(E_g + self.eps) * g
+        E_delta[...] = self.rho * E_delta + (1 - self.rho) * (delta * delta)
+        W -= eta * delta
 
 
 class Adam(Optimizer):
@@ -550,78 +498,19 @@ class Adam(Optimizer):
         super().__init__(lr, weight_decay, beta1=beta1, beta2=beta2, eps=eps)
 
     def _update(self, W, g, state, eta):
-        m, v, s = state["exp_avg"], state["exp_avg_sq"], state["scratch0"]
-        step_size, eps_hat = self._step_size_and_eps(eta)
-        if _fusable(W, g, m, v):  # the lines below in one compiled pass, to the same bits
-            _fused.adam(W, g, m, v, self.beta1, self.beta2, eps_hat, step_size,
-                        W.dtype == np.float64)
-            return
-        _decay_average(m, self.beta1, g, s)  # m ← β₁m + (1−β₁) g
-        _decay_average(v, self.beta2, np.multiply(g, g, out=s), s)  # v ← β₂v + (1−β₂) g²
-        np.sqrt(v, out=s)
-        s += eps_hat
-        np.divide(m, s, out=s)
-        s *= step_size
-        W -= s
-
-    def _update_into(self, W, g, state, eta, out):
         m, v = state["exp_avg"], state["exp_avg_sq"]
-        if not _fusable(W, g, m, v, out):
-            return super()._update_into(W, g, state, eta, out)
-        step_size, eps_hat = self._step_size_and_eps(eta)
-        # the compiled pass reads W, writes out and checks each new weight on the way
-        return _fused.adam(W, g, m, v, self.beta1, self.beta2, eps_hat, step_size,
-                           W.dtype == np.float64, out)
+        m[...] = self.beta1 * m + (1 - self.beta1) * g
+        v[...] = self.beta2 * v + (1 - self.beta2) * (g * g)
+        k, eps_hat = self._folded(eta)
+        W -= k * m / (np.sqrt(v) + eps_hat)
 
-    def _step_size_and_eps(self, eta: float) -> tuple[float, float]:
-        """η m̂ / (√v̂ + eps) = (η √(1−β₂ᵗ) / (1−β₁ᵗ)) · m / (√v + eps √(1−β₂ᵗ)): the same
-        number with one pass over the arrays fewer (PyTorch's arrangement)."""
-        bias1 = 1.0 - self.beta1**self.t
-        bias2 = 1.0 - self.beta2**self.t
+    def _folded(self, eta: float) -> tuple[float, float]:
+        """``(k, ε̂)`` with ``η m̂ / (√v̂ + eps) = k m / (√v + ε̂)``: the bias corrections
+        m̂ = m/(1−β₁ᵗ) and v̂ = v/(1−β₂ᵗ) are numbers, so they are folded into
+        k = η √(1−β₂ᵗ) / (1−β₁ᵗ) and ε̂ = eps √(1−β₂ᵗ), which saves two divisions per weight
+        (PyTorch arranges it the same way)."""
+        bias1, bias2 = 1 - self.beta1**self.t, 1 - self.beta2**self.t
         return eta * math.sqrt(bias2) / bias1, self.eps * math.sqrt(bias2)
-
-
-def _fusable(*arrays: np.ndarray) -> bool:
-    """Can ``chainrule._fused`` take these: contiguous arrays of one float32/float64 dtype
-    (the first one writable)?"""
-    dtype = arrays[0].dtype
-    return _fused is not None and dtype in _FUSED_DTYPES and arrays[0].flags.writeable and all(
-        a.dtype == dtype and a.flags.c_contiguous for a in arrays)
-
-
-def _decay_average(avg: np.ndarray, rate: float, x: np.ndarray, s: np.ndarray) -> None:
-    """``avg ← rate·avg + (1−rate)·x`` in place, via scratch ``s`` (which may be ``x``)."""
-    avg *= rate
-    avg += np.multiply(x, 1.0 - rate, out=s)
-
-
-def _descend_scaled(W, g, G, eta: float, eps: float, s: np.ndarray) -> None:
-    """``W ← W − η g / (√G + eps)`` using scratch buffer ``s``."""
-    np.sqrt(G, out=s)
-    s += eps
-    np.divide(g, s, out=s)
-    s *= eta
-    W -= s
-
-
-class _FlatCache:
-    """What ``Optimizer._flat_state`` found for a list of parameters: the parameters and
-    their gradients (compared by identity at each step), the weight buffers they were seen
-    in, and ``(g, state, decay_slices)``. Weights are held by weak reference, so that a
-    buffer dropped by ``fit`` is freed."""
-
-    __slots__ = ("params", "grads", "layouts", "rest")
-
-    def __init__(self, params, W, rest):
-        self.params = list(params)
-        self.grads = [p.grad for p in params]
-        self.layouts = [_layout(params, W)]
-        self.rest = rest
-
-
-def _layout(params, W) -> tuple[list, weakref.ref]:
-    """Weak references to each parameter's weights and to the buffer ``W`` behind them."""
-    return [weakref.ref(p.data) for p in params], weakref.ref(W)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -27,5 +27,10 @@ class Parameter:
         self.grad = np.zeros_like(data)
         self.name = name
 
+    @property
+    def decayed(self) -> bool:
+        """Does weight decay apply? To weights ``W`` only, not to offsets or batch norm's."""
+        return self.name == "W"
+
     def __repr__(self) -> str:
         return f"Parameter({self.name}, shape={self.data.shape}, dtype={self.data.dtype})"

@@ -161,20 +161,6 @@ class _BaseMLP(BaseEstimator):
 
     # An optimizer keys its state by id(parameter), which a pickled or deep-copied estimator
     # does not keep; travel through state_dict instead, so partial_fit goes on after a copy.
-    def __getstate__(self):
-        state = dict(super().__getstate__())  # a copy: never change self.__dict__
-        optimizer = state.get("optimizer_")
-        if optimizer is not None:
-            state["optimizer_"] = (type(optimizer), optimizer.state_dict())
-        return state
-
-    def __setstate__(self, state):
-        saved = state.get("optimizer_")
-        if isinstance(saved, tuple):
-            Optimizer, optimizer_state = saved
-            state["optimizer_"] = Optimizer()
-            state["optimizer_"].load_state_dict(optimizer_state)
-        super().__setstate__(state)
 
     def _forward(self, X) -> np.ndarray:
         check_is_fitted(self)

@@ -25,121 +25,287 @@ import numpy as np
 from . import progress as _progress
 from ._checks import check_float
 from ._rng import as_generator
-from ._validate import all_finite, as_float_matrix, check_same_length
+from ._validate import as_float_matrix, check_same_length
+from .buffer import store_for
+from .callbacks import EarlyStopping
+from .checkpoint import read_checkpoint, write_checkpoint
 from .errors import DivergenceError, InputError
-from .flat import flat_view, views_like
+from .history import History
+from .layers.batchnorm import BatchNorm
 from .losses import NLL, NLLM, Loss
-from .module import named_parameters, submodules
-from .optimizers import Optimizer
+from .module import submodules
+from .optimizers import Adam
+
+__all__ = ["EarlyStopping", "History", "evaluate", "fit", "resume"]
 
 
-class EarlyStopping:
-    """Stop when the validation loss stops decreasing (notes' Definition 30).
+def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int | None = 32,
+        shuffle: bool = True, validation_data=None, validation_split: float = 0.0,
+        early_stopping: EarlyStopping | None = None, input_noise: float = 0.0,
+        clip_grad_norm: float | None = None, rng=None, progress=None, callbacks=(),
+        checkpoint=None, _history: History | None = None) -> History:
+    """Train ``model`` on ``(X, Y)`` by gradient descent on ``loss``; return a :class:`History`.
 
-    An epoch improves when ``val_loss < best − min_delta``. Training stops after ``patience``
-    consecutive epochs without improvement, so with the best epoch at (0-based) index k it
-    runs k + 1 + patience epochs. With ``restore_best`` the model ends with the weights of
-    its best epoch. ``fit`` needs validation data to use it.
-    """
-
-    def __init__(self, patience: int = 5, min_delta: float = 0.0, restore_best: bool = True):
-        if not isinstance(patience, numbers.Integral) or isinstance(patience, bool) \
-                or patience < 0:
-            raise InputError(f"EarlyStopping expected patience ≥ 0 (an int), got {patience!r}")
-        self.patience = int(patience)
-        self.min_delta = check_float("EarlyStopping", "min_delta", min_delta, 0.0, np.inf)
-        self.restore_best = bool(restore_best)
-        self.reset()
-
-    def reset(self) -> None:
-        self.best = math.inf
-        self.best_epoch = None
-        self.wait = 0
-        self.best_weights = None
-
-    def update(self, epoch: int, val_loss: float, params: list) -> bool:
-        """Record epoch ``epoch``'s validation loss; return True when training should stop."""
-        if val_loss < self.best - self.min_delta:
-            self.best, self.best_epoch, self.wait = val_loss, epoch, 0
-            if self.restore_best:
-                self.best_weights = [p.data.copy() for p in params]
-            return False
-        self.wait += 1
-        return self.wait >= self.patience
-
-    def restore(self, params: list) -> None:
-        if self.restore_best and self.best_weights is not None:
-            for p, W in zip(params, self.best_weights):
-                p.data[...] = W
-
-    def __repr__(self) -> str:
-        return (f"EarlyStopping(patience={self.patience}, min_delta={self.min_delta}, "
-                f"restore_best={self.restore_best})")
-
-
-class History:
-    """What ``fit`` measured, epoch by epoch.
-
-    Attributes
+    Parameters
     ----------
-    history : dict[str, list[float]]
-        ``"loss"`` (mean training loss over the epoch's batches), ``"val_loss"`` (after the
-        epoch's updates, eval mode), ``"accuracy"``/``"val_accuracy"`` for NLL and NLLM, and
-        ``"time"`` (wall seconds per epoch).
-    grad_norms : dict[str, list[float]]
-        Per parameter path (``"modules.0.W"``), the L2 norm of its gradient averaged over
-        each epoch's steps: vanishing gradients show up as first layers orders of magnitude
-        below the last (notes' section 6.7.3), exploding ones as growing norms.
-    best_epoch : int or None
-        0-based epoch of the lowest validation loss (training loss without validation).
-    stopped_early, interrupted : bool
+    model : Sequential
+    loss : SquareLoss, AbsoluteLoss, NLL or NLLM
+    X : array (n_samples, n_features); Y : targets as the loss accepts them
+    optimizer : optimizer, default ``Adam()``
+    epochs : int, default 10
+    batch_size : int or None, default 32
+        1: SGD; None: batch gradient descent; larger than the data: the whole data.
+        The last mini-batch of an epoch may be smaller; in a model with ``BatchNorm``, a
+        last batch of one row (which it cannot normalise) joins the batch before it.
+    shuffle : bool, default True
+        Reshuffle the training rows every epoch (through ``rng``).
+    validation_data : (X_val, Y_val), optional
+    validation_split : float in [0, 1), default 0
+        Hold out this fraction of the rows (the last ones, before shuffling) for validation.
+    early_stopping : EarlyStopping, optional
+    input_noise : float, default 0
+        σ of fresh N(0, σ²) noise added to each training batch's inputs (the notes'
+        perturbation); never to validation or prediction.
+    clip_grad_norm : float, optional
+        Rescale the gradients so their global L2 norm is at most this.
+    rng : None, int or numpy.random.Generator
+        Shuffling and input noise (Dropout has its own ``rng``).
+    progress : None, bool
+        A bar per epoch; None: only when stderr is a terminal.
+    callbacks : objects with ``on_epoch_end(epoch, logs) -> bool | None`` (True stops)
+        and/or ``on_step_end(step, logs)``.
+    checkpoint : path, optional
+        After every epoch, atomically write all that ``resume`` needs to go on.
+
+    Raises
+    ------
+    DivergenceError
+        When a loss, gradient or updated weight is not finite; the message names the
+        epoch, step (both 0-based) and layer, and the model keeps its last finite weights.
+
+    Notes
+    -----
+    A ``Sequential`` trains through its :class:`~chainrule.buffer.ParameterBuffer`: each step
+    writes the new weights into the buffer's second array and points every
+    ``Parameter.data`` there only when they are all finite, so that a diverging step is
+    undone without a copy. Read weights through the parameters (``layer.W.data``) during
+    fit, e.g. in a callback; when fit returns or raises, the weights are back in the arrays
+    they were in before it.
+    """
+    _check_loss(loss)
+    has_validation = validation_data is not None or validation_split > 0
+    _check_options(epochs, batch_size, validation_split, input_noise, clip_grad_norm,
+                   early_stopping, has_validation)
+    X, Y, validation = _training_data(model, loss, X, Y, validation_data, validation_split)
+    optimizer = _check_optimizer(optimizer)
+    if hasattr(callbacks, "on_epoch_end") or hasattr(callbacks, "on_step_end"):
+        callbacks = [callbacks]  # one callback given on its own
+    if _history is None and early_stopping is not None:
+        early_stopping.reset()
+    run = _Run(model, loss, optimizer, as_generator(rng), early_stopping, list(callbacks),
+               checkpoint, _history or History())
+    run.batches = _batches(len(X), batch_size, model)
+    run.bar = _progress.wanted(progress)
+    return run.epochs(X, Y, validation, epochs, shuffle, input_noise, clip_grad_norm)
+
+
+class _Run:
+    """One call of ``fit``: the loop over epochs and steps, and what happens after each."""
+
+    def __init__(self, model, loss, optimizer, rng, early_stopping, callbacks, checkpoint,
+                 history):
+        self.model, self.loss, self.optimizer, self.rng = model, loss, optimizer, rng
+        self.early_stopping, self.callbacks = early_stopping, callbacks
+        self.checkpoint, self.history = checkpoint, history
+        self.store = store_for(model, optimizer)
+
+    def epochs(self, X, Y, validation, epochs, shuffle, input_noise, clip_grad_norm):
+        history, store, rng = self.history, self.store, self.rng
+        take_step = _Step(self.model, self.loss, self.optimizer, store, clip_grad_norm)
+        step_callbacks = [cb for cb in self.callbacks if hasattr(cb, "on_step_end")]
+        first = epochs if history.stopped_early else history.epochs  # resumed: go on
+        # Overflow on the way to a non-finite loss is reported once, as a DivergenceError.
+        with _deferred_interrupt() as interrupted, np.errstate(all="ignore"), store.stepping():
+            for epoch in range(first, epochs):
+                t0 = time.perf_counter()
+                self.model.train()
+                order = rng.permutation(len(X)) if shuffle else None
+                tally = _Tally(self.loss, len(store.paths))
+                bar = _progress.EpochBar(epoch, epochs, len(self.batches)) if self.bar else None
+                for step, (start, end) in enumerate(self.batches):
+                    rows = slice(start, end) if order is None else order[start:end]
+                    Xb, Yb = _take(X, rows), _take(Y, rows)
+                    if input_noise:  # the notes' perturbation, fresh for every batch
+                        Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(X.dtype)
+                    try:
+                        value, A, norms = take_step(Xb, Yb, epoch, step)
+                    except KeyboardInterrupt:  # outside the main thread; the step was undone
+                        interrupted[0] = True
+                        break
+                    tally.add(value, A, Yb, norms)
+                    if bar is not None:
+                        bar.update(1, {"loss": tally.mean_loss})
+                    for cb in step_callbacks:
+                        cb.on_step_end(step, {"loss": value, "epoch": epoch})
+                    if interrupted[0]:
+                        break
+                figures = self._end_epoch(epoch, tally, validation, t0, bar)
+                if figures is None or tally.steps < len(self.batches):
+                    break  # interrupted within the epoch
+                if self._after_epoch(epoch, figures) or interrupted[0]:
+                    break
+        history.interrupted = bool(interrupted[0])
+        if self.early_stopping is not None:
+            self.early_stopping.restore(store.params)
+            if self.early_stopping.best_epoch is not None:
+                history.best_epoch = self.early_stopping.best_epoch
+        self.model.train()
+        return history
+
+    def _end_epoch(self, epoch, tally, validation, t0, bar) -> dict | None:
+        """Record the epoch's figures in the History (None when it took no step)."""
+        if tally.steps == 0:
+            if bar is not None:
+                bar.close({})
+            return None
+        figures = tally.figures()
+        if validation is not None:
+            val = evaluate(self.model, self.loss, *validation)
+            figures.update({f"val_{k}": v for k, v in val.items()})
+        figures["time"] = time.perf_counter() - t0
+        self.history.append(figures, dict(zip(self.store.paths, tally.mean_norms())))
+        if bar is not None:
+            bar.close({k: v for k, v in figures.items() if k != "time"})
+        return figures
+
+    def _after_epoch(self, epoch: int, figures: dict) -> bool:
+        """Early stopping, the callbacks and the checkpoint; should training stop?"""
+        es, stop = self.early_stopping, False
+        if es is not None and es.update(epoch, figures["val_loss"], self.store.params):
+            self.history.stopped_early = stop = True
+        for cb in self.callbacks:
+            if hasattr(cb, "on_epoch_end") and cb.on_epoch_end(epoch, dict(figures)):
+                stop = True
+        if self.checkpoint is not None:
+            write_checkpoint(self.checkpoint, self.model, self.optimizer, self.rng, es,
+                             self.history)
+        return stop
+
+
+def resume(path, loss, X, Y, **fit_kwargs):
+    """Load a checkpoint written by ``fit(..., checkpoint=path)`` and run the remaining epochs.
+
+    ``fit_kwargs`` are those of the original call (``epochs`` is the total, as before). The
+    saved optimizer, random generator and early-stopping states take precedence over the
+    ``optimizer``, ``rng`` and ``early_stopping`` given again; a callable ``lr`` is not stored,
+    so pass the same optimizer (or one with the same ``lr``) again in that case.
+
+    Returns ``(model, history)``.
+    """
+    saved = read_checkpoint(path, given_optimizer=fit_kwargs.pop("optimizer", None))
+    fit_kwargs.pop("rng", None)
+    fit_kwargs.pop("early_stopping", None)
+    history = fit(saved.model, loss, X, Y, optimizer=saved.optimizer, rng=saved.rng,
+                  early_stopping=saved.early_stopping, _history=saved.history, **fit_kwargs)
+    return saved.model, history
+
+
+class _Step:
+    """One optimizer step, with the guarantees ``fit`` makes about it.
+
+    forward → loss → backward → (clip) → update, where a non-finite loss or gradient stops
+    before the update and non-finite new weights are never made current, both with a
+    ``DivergenceError`` naming the epoch, step and layer. However the step ends early, the
+    BatchNorm running statistics that its forward pass moved are put back.
     """
 
-    def __init__(self):
-        self.history: dict[str, list[float]] = {}
-        self.grad_norms: dict[str, list[float]] = {}
-        self.best_epoch: int | None = None
-        self.stopped_early = False
-        self.interrupted = False
+    def __init__(self, model, loss, optimizer, store, clip_grad_norm):
+        self.model, self.loss, self.optimizer, self.store = model, loss, optimizer, store
+        self.clip_grad_norm = clip_grad_norm
+        self.statistics = [a for bn in _batchnorms(model) for a in (bn.running_mean,
+                                                                      bn.running_var)]
+        self.saved = [np.empty_like(a) for a in self.statistics]
+        if hasattr(model, "backward_from"):  # dL/dX is not needed: skip computing it
+            self.backward = lambda loss: model.backward_from(loss, input_grad=False)
+        else:
+            self.backward = lambda loss: model.backward(loss.backward())
+
+    def __call__(self, Xb, Yb, epoch: int, step: int):
+        """Take the step on batch ``(Xb, Yb)``; return ``(loss value, A, gradient norms)``."""
+        for saved, a in zip(self.saved, self.statistics):
+            np.copyto(saved, a)
+        try:
+            A = self.model.forward(Xb)
+            value = self.loss.forward(A, Yb)
+            self.backward(self.loss)
+            norms = self.store.grad_norms()
+            if not (math.isfinite(value) and math.isfinite(np.add.reduce(norms))):
+                bad = [path for path, v in zip(self.store.paths, norms) if not math.isfinite(v)]
+                culprit = bad[0] if bad else (self.store.paths or ["output"])[-1]
+                raise self._diverged(epoch, step, "the gradient" if bad else "the loss", culprit)
+            if self.clip_grad_norm is not None:
+                total = math.sqrt(float(np.dot(norms, norms)))
+                if total > self.clip_grad_norm:
+                    self.store.scale_grads(self.clip_grad_norm / total)
+            bad = self.store.propose(self.optimizer)
+            if bad is not None:
+                raise self._diverged(epoch, step, "the updated weight", bad)
+        except BaseException:  # divergence or an interrupt: as if the step never began
+            for saved, a in zip(self.saved, self.statistics):
+                np.copyto(a, saved)
+            raise
+        self.store.commit()
+        return value, A, norms
+
+    def _diverged(self, epoch, step, what, culprit) -> DivergenceError:
+        layer = culprit.split(".")[1] if culprit.startswith("modules.") else culprit
+        modules = getattr(self.model, "modules", None)
+        module = f", {modules[int(layer)]!r}" if modules and layer.isdigit() else ""
+        return DivergenceError(
+            f"training diverged at epoch {epoch}, step {step}, layer {layer} ({culprit}"
+            f"{module}): {what} is not finite. The model keeps the weights from before this "
+            "step; try a smaller learning rate, clip_grad_norm, or scaled inputs."
+        )
+
+
+class _Tally:
+    """An epoch's running sums: loss, correct predictions, rows and gradient norms."""
+
+    def __init__(self, loss, n_params: int):
+        self.loss, self.per_row = loss, loss.reduction == "mean"
+        self.classifies = isinstance(loss, (NLL, NLLM))
+        self.loss_sum, self.correct, self.steps, self.seen = 0.0, 0, 0, 0
+        self.norm_sum = np.zeros(n_params)
+
+    def add(self, value: float, A: np.ndarray, Yb: np.ndarray, norms: np.ndarray) -> None:
+        n = len(A)
+        # a batch's loss is the mean over its rows under reduction="mean": weigh it by rows
+        self.loss_sum += value * n if self.per_row else value
+        if self.classifies:
+            self.correct += _n_correct(self.loss, A, Yb)
+        self.steps, self.seen = self.steps + 1, self.seen + n
+        self.norm_sum += norms
 
     @property
-    def epochs(self) -> int:
-        return len(self.history.get("loss", []))
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.seen if self.per_row else self.loss_sum
 
-    def _append(self, figures: dict) -> None:
-        for key, value in figures.items():
-            self.history.setdefault(key, []).append(value)
-        monitor = self.history.get("val_loss") or self.history["loss"]
-        self.best_epoch = int(np.argmin(monitor))
+    def figures(self) -> dict:
+        figures = {"loss": self.mean_loss}
+        if self.classifies:
+            figures["accuracy"] = self.correct / self.seen
+        return figures
 
-    def plot(self, path=None):
-        """Loss and accuracy curves (best epoch marked) and per-layer gradient norms on a log
-        scale; saved to ``path`` when given. Needs matplotlib (the "plot" extra)."""
-        from .plotting import plot_history
-        return plot_history(self, path)
-
-    def to_dict(self) -> dict:
-        return {"history": self.history, "grad_norms": self.grad_norms,
-                "best_epoch": self.best_epoch, "stopped_early": self.stopped_early,
-                "interrupted": self.interrupted}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> History:
-        h = cls()
-        h.history = {k: [float(v) for v in vs] for k, vs in d["history"].items()}
-        h.grad_norms = {k: [float(v) for v in vs] for k, vs in d["grad_norms"].items()}
-        h.best_epoch = d["best_epoch"]
-        h.stopped_early = bool(d["stopped_early"])
-        h.interrupted = bool(d["interrupted"])
-        return h
-
-    def __repr__(self) -> str:
-        last = {k: round(v[-1], 4) for k, v in self.history.items() if v and k != "time"}
-        return (f"History(epochs={self.epochs}, best_epoch={self.best_epoch}, "
-                f"stopped_early={self.stopped_early}, interrupted={self.interrupted}, last={last})")
+    def mean_norms(self) -> list[float]:
+        return [float(total / self.steps) for total in self.norm_sum]
 
 
-# -- helpers -------------------------------------------------------------------------------
+def _take(A: np.ndarray, rows) -> np.ndarray:
+    """Rows of ``A``: a slice, or gathered by ``take``, which is faster than ``A[idx]``."""
+    return A[rows] if isinstance(rows, slice) else A.take(rows, axis=0)
+
+
+# -- checks and data: validated once, at the boundary -----------------------------------
 
 def accuracy(loss, A: np.ndarray, Y: np.ndarray) -> float | None:
     """Fraction of correct predictions for the classification losses, else None.
@@ -226,6 +392,36 @@ def _check_options(epochs, batch_size, validation_split, input_noise, clip_grad_
             )
 
 
+def _training_data(model, loss, X, Y, validation_data, validation_split):
+    """``(X, Y, (X_val, Y_val) or None)``, checked and in the model's dtype."""
+    X, Y = _prepare(model, loss, X, Y, "fit")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise InputError("fit expected validation_data=(X_val, Y_val), got "
+                             f"{type(validation_data).__name__}"
+                             + (f" of length {len(validation_data)}"
+                                if isinstance(validation_data, (tuple, list)) else ""))
+        return X, Y, _prepare(model, loss, *validation_data, "fit (validation_data)")
+    if validation_split > 0:
+        n_val = int(round(len(X) * validation_split))
+        if n_val < 1 or n_val >= len(X):
+            raise InputError(
+                f"fit expected validation_split to leave at least one row for training and "
+                f"for validation, got {validation_split} of {len(X)} rows"
+            )
+        return X[:-n_val], Y[:-n_val], (X[-n_val:], Y[-n_val:])
+    return X, Y, None
+
+
+def _check_optimizer(optimizer):
+    if optimizer is None:
+        return Adam()
+    if isinstance(optimizer, type) or not callable(getattr(optimizer, "step", None)):
+        raise InputError(f"fit expected an optimizer instance such as cr.Adam(lr=1e-3), "
+                         f"got {optimizer!r}")
+    return optimizer
+
+
 @contextmanager
 def _deferred_interrupt():
     """Turn Ctrl-C into a flag that the loop reads after each complete step.
@@ -248,140 +444,8 @@ def _deferred_interrupt():
         signal.signal(signal.SIGINT, previous)
 
 
-class _GradNorms:
-    """Per-parameter L2 norms of the gradients, as a float64 array.
-
-    One BLAS dot product per parameter, in the parameters' dtype; a float32 sum of squares
-    that overflows is recomputed in float64, so only a truly non-finite gradient gives a
-    non-finite norm.
-    """
-
-    def __init__(self, params: list):
-        self.params = params
-
-    def __call__(self) -> np.ndarray:
-        sums = np.array([np.vdot(p.grad, p.grad) for p in self.params], dtype=np.float64)
-        if not math.isfinite(np.add.reduce(sums)):
-            for i, p in enumerate(self.params):
-                if not math.isfinite(sums[i]):
-                    g = p.grad.astype(np.float64)
-                    sums[i] = np.vdot(g, g)
-        return np.sqrt(sums)
-
-
-def _batchnorms(model) -> list:
-    """The BatchNorm modules inside ``model`` (through nested ``.modules``)."""
-    from .layers.batchnorm import BatchNorm
+def _batchnorms(model) -> list[BatchNorm]:
     return [m for m in submodules(model) if isinstance(m, BatchNorm)]
-
-
-class _Step:
-    """One optimizer step, with the guarantees ``fit`` makes about it.
-
-    forward → loss → backward → (clip) → optimizer step, where a non-finite loss or
-    gradient stops before the update and a non-finite updated weight is undone, both with a
-    ``DivergenceError`` naming the epoch, step and layer. ``undo()`` puts back the
-    BatchNorm running statistics that the forward pass moved, and the weights when they are
-    updated in place (with two weight buffers a failed step never reached them), as they
-    were before the step (also for an interrupt in the middle of one).
-    """
-
-    def __init__(self, model, loss, optimizer, clip_grad_norm):
-        named = named_parameters(model)
-        self.paths = [path for path, _ in named]
-        self.params = [p for _, p in named]
-        self.model, self.loss, self.optimizer = model, loss, optimizer
-        self.clip_grad_norm = clip_grad_norm
-        modules = getattr(model, "modules", None)
-        self.layer_of = {path: f", {modules[int(path.split('.')[1])]!r}"
-                         for path in self.paths if modules and path.startswith("modules.")}
-        if hasattr(model, "backward_from"):  # dL/dX is not needed: skip computing it
-            self.backward = lambda loss: model.backward_from(loss, input_grad=False)
-        else:
-            self.backward = lambda loss: model.backward(loss.backward())
-        # With the flat layout of chainrule.flat and a chainrule optimizer, the weights live
-        # in two buffers in turn: each step writes the new weights into the one not in use
-        # (step(into=...)) and the parameters are pointed at it only if they are all finite.
-        # Undoing a step is then not pointing them, and no step writes the weights that its
-        # own matrix products (on both BLAS threads) have just read, which is slow.
-        flat = flat_view(self.params)
-        self.buffers = None
-        if flat is not None and isinstance(optimizer, Optimizer):
-            spare = np.empty_like(flat[0])
-            self.buffers = (flat[0], spare)
-            self.views = ([p.data for p in self.params], views_like(self.params, spare))
-            self.front = 0  # the buffer the parameters point at
-        self.weights = [flat[0]] if flat is not None else [p.data for p in self.params]
-        statistics = [a for bn in _batchnorms(model) for a in (bn.running_mean, bn.running_var)]
-        self.saved = statistics if self.buffers is not None else self.weights + statistics
-        self.backups = [np.empty_like(a) for a in self.saved]
-        self.grad_norms = _GradNorms(self.params)
-
-    def __call__(self, Xb, Yb, epoch: int, step: int):
-        """Take the step on batch ``(Xb, Yb)``; return ``(loss value, A, gradient norms)``."""
-        for old, a in zip(self.backups, self.saved):
-            np.copyto(old, a)
-        A = self.model.forward(Xb)
-        value = self.loss.forward(A, Yb)
-        self.backward(self.loss)
-        norms = self.grad_norms()
-        if not (math.isfinite(value) and math.isfinite(np.add.reduce(norms))):
-            bad = [path for path, v in zip(self.paths, norms) if not math.isfinite(v)]
-            culprit = bad[0] if bad else (self.paths[-1] if self.paths else "output")
-            self.undo()
-            raise self._diverged(epoch, step, "the gradient" if bad else "the loss", culprit)
-        if self.clip_grad_norm is not None:
-            total = math.sqrt(float(np.dot(norms, norms)))
-            if total > self.clip_grad_norm:
-                scale = self.clip_grad_norm / total
-                for p in self.params:
-                    p.grad *= scale
-        if self.buffers is not None:
-            back = 1 - self.front
-            finite = self.optimizer.step(self.params, into=self.buffers[back])
-            if finite:
-                self._point_at(back)
-            new = self.views[back]
-        else:
-            self.optimizer.step(self.params)
-            finite = all(all_finite(W) for W in self.weights)
-            new = [p.data for p in self.params]
-        if not finite:
-            culprit = next(path for path, W in zip(self.paths, new) if not np.isfinite(W).all())
-            self.undo()
-            raise self._diverged(epoch, step, "the updated weight", culprit)
-        return value, A, norms
-
-    def undo(self) -> None:
-        for old, a in zip(self.backups, self.saved):
-            np.copyto(a, old)
-
-    def _point_at(self, i: int) -> None:
-        for p, view in zip(self.params, self.views[i]):
-            p.data = view
-        self.front = i
-
-    def __enter__(self) -> _Step:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.finish()
-
-    def finish(self) -> None:
-        """Leave the weights in the model's own buffer (the one they were in before fit), so
-        that arrays taken from ``p.data`` before fit see the weights it ends with."""
-        if self.buffers is not None and self.front != 0:
-            np.copyto(self.buffers[0], self.buffers[1])
-            self._point_at(0)
-
-    def _diverged(self, epoch, step, what, culprit) -> DivergenceError:
-        layer = culprit.split(".")[1] if culprit.startswith("modules.") else culprit
-        return DivergenceError(
-            f"training diverged at epoch {epoch}, step {step}, layer {layer} ({culprit}"
-            f"{self.layer_of.get(culprit, '')}): {what} is not finite. The model keeps the "
-            "weights from before this step; try a smaller learning rate, clip_grad_norm, or "
-            "scaled inputs."
-        )
 
 
 def _batches(n: int, batch_size: int | None, model) -> list[tuple[int, int]]:
@@ -392,193 +456,3 @@ def _batches(n: int, batch_size: int | None, model) -> list[tuple[int, int]]:
         # BatchNorm cannot train on a batch of one row: that row joins the batch before it.
         batches[-2:] = [(batches[-2][0], n)]
     return batches
-
-
-# -- fit -----------------------------------------------------------------------------------
-
-def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int | None = 32,
-        shuffle: bool = True, validation_data=None, validation_split: float = 0.0,
-        early_stopping: EarlyStopping | None = None, input_noise: float = 0.0,
-        clip_grad_norm: float | None = None, rng=None, progress=None, callbacks=(),
-        checkpoint=None, _resume_state=None) -> History:
-    """Train ``model`` on ``(X, Y)`` by gradient descent on ``loss``; return a :class:`History`.
-
-    Parameters
-    ----------
-    model : Sequential
-    loss : SquareLoss, AbsoluteLoss, NLL or NLLM
-    X : array (n_samples, n_features); Y : targets as the loss accepts them
-    optimizer : optimizer, default ``Adam()``
-    epochs : int, default 10
-    batch_size : int or None, default 32
-        1: SGD; None: batch gradient descent; larger than the data: the whole data.
-        The last mini-batch of an epoch may be smaller; in a model with ``BatchNorm``, a
-        last batch of one row (which it cannot normalise) joins the batch before it.
-    shuffle : bool, default True
-        Reshuffle the training rows every epoch (through ``rng``).
-    validation_data : (X_val, Y_val), optional
-    validation_split : float in [0, 1), default 0
-        Hold out this fraction of the rows (the last ones, before shuffling) for validation.
-    early_stopping : EarlyStopping, optional
-    input_noise : float, default 0
-        σ of fresh N(0, σ²) noise added to each training batch's inputs (the notes'
-        perturbation); never to validation or prediction.
-    clip_grad_norm : float, optional
-        Rescale the gradients so their global L2 norm is at most this.
-    rng : None, int or numpy.random.Generator
-        Shuffling and input noise (Dropout has its own ``rng``).
-    progress : None, bool
-        A bar per epoch; None: only when stderr is a terminal.
-    callbacks : objects with ``on_epoch_end(epoch, logs) -> bool | None`` (True stops)
-        and/or ``on_step_end(step, logs)``.
-    checkpoint : path, optional
-        After every epoch, atomically write all that ``resume`` needs to go on.
-
-    Raises
-    ------
-    DivergenceError
-        When a loss, gradient or updated weight is not finite; the message names the
-        epoch, step (both 0-based) and layer, and the model keeps its last finite weights.
-
-    Notes
-    -----
-    With chainrule's optimizers, each step writes the new weights into one of two buffers
-    in turn and then points every ``Parameter.data`` at them, so that a diverging step is
-    undone without a copy. Read weights through the parameters (``layer.W.data``) during
-    fit, e.g. in a callback; when fit returns or raises, the weights are back in the arrays
-    they were in before it.
-    """
-    _check_loss(loss)
-    has_validation = validation_data is not None or validation_split > 0
-    _check_options(epochs, batch_size, validation_split, input_noise, clip_grad_norm,
-                   early_stopping, has_validation)
-    X, Y = _prepare(model, loss, X, Y, "fit")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise InputError("fit expected validation_data=(X_val, Y_val), got "
-                             f"{type(validation_data).__name__}"
-                             + (f" of length {len(validation_data)}"
-                                if isinstance(validation_data, (tuple, list)) else ""))
-        Xv, Yv = _prepare(model, loss, *validation_data, "fit (validation_data)")
-    elif validation_split > 0:
-        n_val = int(round(len(X) * validation_split))
-        if n_val < 1 or n_val >= len(X):
-            raise InputError(
-                f"fit expected validation_split to leave at least one row for training and "
-                f"for validation, got {validation_split} of {len(X)} rows"
-            )
-        X, Xv, Y, Yv = X[:-n_val], X[-n_val:], Y[:-n_val], Y[-n_val:]
-    else:
-        Xv = Yv = None
-    if optimizer is None:
-        from .optimizers import Adam
-        optimizer = Adam()
-    elif isinstance(optimizer, type) or not callable(getattr(optimizer, "step", None)):
-        raise InputError(f"fit expected an optimizer instance such as cr.Adam(lr=1e-3), "
-                         f"got {optimizer!r}")
-    rng = as_generator(rng)
-    if hasattr(callbacks, "on_epoch_end") or hasattr(callbacks, "on_step_end"):
-        callbacks = [callbacks]  # one callback given on its own
-    callbacks = list(callbacks)
-
-    take_step = _Step(model, loss, optimizer, clip_grad_norm)
-    params, paths = take_step.params, take_step.paths
-    history = History()
-    start_epoch = 0
-    if _resume_state is not None:
-        history, start_epoch = _resume_state["history"], _resume_state["epoch"]
-        if _resume_state["finished"]:  # the run had ended: only the end of fit is left
-            start_epoch = epochs
-        if early_stopping is not None and _resume_state.get("early_stopping") is not None:
-            early_stopping.__dict__.update(_resume_state["early_stopping"])
-    elif early_stopping is not None:
-        early_stopping.reset()
-    for path in paths:
-        history.grad_norms.setdefault(path, [])
-
-    n = len(X)
-    batches = _batches(n, batch_size, model)
-    show = _progress.wanted(progress)
-    step_callbacks = [cb for cb in callbacks if hasattr(cb, "on_step_end")]
-    classifies = isinstance(loss, (NLL, NLLM))
-    per_row = loss.reduction == "mean"  # a batch's loss is its rows' mean: weigh by rows
-
-    # Overflow on the way to a non-finite loss is reported once, as a DivergenceError; and
-    # however the loop ends, the weights end in the model's own buffer (_Step.finish).
-    with _deferred_interrupt() as interrupted, np.errstate(over="ignore", invalid="ignore",
-                                                           divide="ignore"), take_step:
-        for epoch in range(start_epoch, epochs):
-            t0 = time.perf_counter()
-            model.train()
-            order = rng.permutation(n) if shuffle else None
-            norm_sum = np.zeros(len(params))
-            loss_sum, correct, steps, seen = 0.0, 0, 0, 0
-            bar = _progress.EpochBar(epoch, epochs, len(batches)) if show else None
-            for step, (start, end) in enumerate(batches):
-                if interrupted[0]:  # Ctrl-C between epochs: no further step
-                    break
-                if order is None:
-                    Xb, Yb = X[start:end], Y[start:end]
-                else:
-                    idx = order[start:end]  # take is faster than fancy indexing X[idx] on rows
-                    Xb, Yb = X.take(idx, axis=0), Y.take(idx, axis=0)
-                if input_noise:
-                    Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(X.dtype)
-                try:
-                    value, A, norms = take_step(Xb, Yb, epoch, step)
-                except KeyboardInterrupt:  # outside the main thread: undo the partial step
-                    take_step.undo()
-                    interrupted[0] = True
-                    break
-                norm_sum += norms
-                loss_sum += value * (end - start) if per_row else value
-                if classifies:
-                    correct += _n_correct(loss, A, Yb)
-                steps, seen = steps + 1, end
-                if bar is not None:
-                    bar.update(1, {"loss": loss_sum / seen})
-                for cb in step_callbacks:
-                    cb.on_step_end(step, {"loss": value, "epoch": epoch})
-                if interrupted[0]:
-                    break
-            if steps == 0:  # interrupted before the epoch's first step completed
-                if bar is not None:
-                    bar.close({})
-                break
-            figures = {"loss": loss_sum / seen if per_row else loss_sum}
-            if classifies:
-                figures["accuracy"] = correct / seen
-            if Xv is not None:
-                val = evaluate(model, loss, Xv, Yv)
-                figures["val_loss"] = val["loss"]
-                if "accuracy" in val:
-                    figures["val_accuracy"] = val["accuracy"]
-            figures["time"] = time.perf_counter() - t0
-            history._append(figures)
-            for path, total in zip(paths, norm_sum):
-                history.grad_norms[path].append(float(total / steps))
-            if bar is not None:
-                bar.close({k: v for k, v in figures.items() if k != "time"})
-            if steps < len(batches):  # interrupted in the middle of the epoch
-                break
-            stop = False
-            if early_stopping is not None and early_stopping.update(
-                    epoch, figures["val_loss"], params):
-                history.stopped_early = stop = True
-            for cb in callbacks:
-                if hasattr(cb, "on_epoch_end") and cb.on_epoch_end(epoch, dict(figures)):
-                    stop = True
-            if checkpoint is not None:
-                from .checkpoint import write_checkpoint
-                # only early stopping ends a run for good; a callback's stop can be resumed
-                write_checkpoint(checkpoint, model, optimizer, epoch + 1, rng, early_stopping,
-                                 history, finished=history.stopped_early)
-            if stop or interrupted[0]:  # Ctrl-C after the last step ends at the epoch's end
-                break
-    history.interrupted = bool(interrupted[0])
-    if early_stopping is not None:
-        early_stopping.restore(params)
-        if early_stopping.best_epoch is not None:
-            history.best_epoch = early_stopping.best_epoch
-    model.train()
-    return history

@@ -7,8 +7,8 @@ import numbers
 import numpy as np
 
 from .._validate import as_float_matrix
+from ..buffer import ParameterBuffer
 from ..errors import InputError
-from ..flat import flatten
 from ..module import named_parameters
 
 _PROTOCOL = ("__call__", "forward", "backward", "parameters", "train", "eval")
@@ -47,7 +47,7 @@ class Sequential:
                     f"module {i} ({type(module).__name__}) has no {', '.join(missing)}"
                 )
         self.modules = list(modules)
-        flatten(self.parameters())  # one buffer for all weights: see chainrule.flat
+        self._buffer = ParameterBuffer.build(self.named_parameters())
         self.training = True
         self.A = None  # the last output, so backward_from can check the loss saw it
 
@@ -112,6 +112,22 @@ class Sequential:
 
     def parameters(self) -> list:
         return [p for module in self.modules for p in module.parameters()]
+
+    @property
+    def parameter_buffer(self) -> ParameterBuffer | None:
+        """The model's parameters in flat memory (:mod:`chainrule.buffer`), or None when they
+        cannot share one array (mixed dtypes, a parameter used twice, none at all).
+
+        Parameters whose arrays were rebound since (a deep copy of the model, an assignment
+        to ``p.data``) are gathered back into it; a changed list of modules gets a new one.
+        """
+        buffer, params = self._buffer, self.parameters()
+        if buffer is not None and buffer.params == params and ParameterBuffer.can_hold(params):
+            if not buffer.intact():
+                buffer.gather()
+            return buffer
+        self._buffer = ParameterBuffer.build(self.named_parameters())
+        return self._buffer
 
     def named_parameters(self, prefix: str = "") -> list:
         """``[(path, Parameter)]`` with paths ``"modules.0.W"``, ``"modules.0.W0"``, ..."""

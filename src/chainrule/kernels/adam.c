@@ -1,0 +1,95 @@
+/* Adam's update in one pass over the arrays: the lines of Adam._update in
+ * chainrule/optimizers.py, operation for operation and in the same precision, so that both
+ * give the same bits (compiled with -ffp-contract=off: no fused multiply-adds; and with
+ * -fno-math-errno, which lets sqrt be vectorised):
+ *
+ *     m ← β₁m + (1−β₁) g;   v ← β₂v + (1−β₂) g²
+ *     W ← W − k m / (√v + ε̂),   k = η √(1−β₂ᵗ) / (1−β₁ᵗ),   ε̂ = eps √(1−β₂ᵗ)
+ *
+ * which is W ← W − η m̂ / (√v̂ + eps) with the bias corrections folded into two numbers.
+ *
+ * NumPy makes a dozen passes over the arrays for these lines; this loop reads each array
+ * once, which is most of what a step costs when batches are small. It writes the new weights
+ * to `out`, which may be W itself or another buffer (a ParameterBuffer's proposal, so that a
+ * step that diverges leaves W as it was), and tells whether every new weight is finite,
+ * which would otherwise take one more pass.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+
+/* Wider vector units where the CPU has them (x86-64 with GCC or Clang on Linux: the loop is
+ * compiled for each target and the best one is chosen when the module loads). */
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define CLONES
+#endif
+
+#define ADAM_LOOP(NAME, T, SQRT)                                                          \
+    CLONES static int NAME(Py_ssize_t n, const T *W, const T *g, T *m, T *v, T *out, T b1, \
+                           T c1, T b2, T c2, T k, T eps_hat) {                       \
+        int bad = 0;                                                                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                              \
+            T gi = g[i];                                                                  \
+            T mi = b1 * m[i] + c1 * gi;           /* m ← β₁m + (1−β₁) g */                \
+            T vi = b2 * v[i] + c2 * (gi * gi);    /* v ← β₂v + (1−β₂) g² */               \
+            T w = W[i] - (k * mi) / (SQRT(vi) + eps_hat);                                 \
+            bad |= !(w - w == 0);                 /* w − w is NaN for ±∞ and NaN */       \
+            out[i] = w;                                                                   \
+            m[i] = mi;                                                                    \
+            v[i] = vi;                                                                    \
+        }                                                                                 \
+        return !bad;                                                                      \
+    }
+
+ADAM_LOOP(adam_float, float, sqrtf)
+ADAM_LOOP(adam_double, double, sqrt)
+
+/* adam(W, g, m, v, out, beta1, beta2, k, eps_hat, is_double) -> bool
+ * W and g readable, m, v and out writable contiguous buffers of n float32 (or float64)
+ * values; out may be W. Returns whether every new
+ * weight is finite. */
+static PyObject *adam(PyObject *self, PyObject *args) {
+    Py_buffer bW, bg, bm, bv, bo;
+    double beta1, beta2, k, eps_hat;
+    int is_double, finite = 0;
+    if (!PyArg_ParseTuple(args, "y*y*w*w*w*ddddp", &bW, &bg, &bm, &bv, &bo, &beta1, &beta2, &k,
+                          &eps_hat, &is_double))
+        return NULL;
+    Py_ssize_t size = is_double ? 8 : 4;
+    Py_ssize_t n = bW.len / size;
+    if (bg.len != bW.len || bm.len != bW.len || bv.len != bW.len || bo.len != bW.len ||
+        bW.len % size) {
+        PyErr_SetString(PyExc_ValueError, "adam expected buffers of equal length");
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        if (is_double)
+            finite = adam_double(n, (const double *)bW.buf, (const double *)bg.buf,
+                                 (double *)bm.buf, (double *)bv.buf, (double *)bo.buf, beta1,
+                                 1.0 - beta1, beta2, 1.0 - beta2, k, eps_hat);
+        else
+            finite = adam_float(n, (const float *)bW.buf, (const float *)bg.buf,
+                                (float *)bm.buf, (float *)bv.buf, (float *)bo.buf,
+                                (float)beta1, (float)(1.0 - beta1), (float)beta2,
+                                (float)(1.0 - beta2), (float)k, (float)eps_hat);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&bW);
+    PyBuffer_Release(&bg);
+    PyBuffer_Release(&bm);
+    PyBuffer_Release(&bv);
+    PyBuffer_Release(&bo);
+    if (PyErr_Occurred())
+        return NULL;
+    return PyBool_FromLong(finite);
+}
+
+static PyMethodDef methods[] = {
+    {"adam", adam, METH_VARARGS, "Adam's update of W, m and v in one pass."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_adam", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__adam(void) { return PyModule_Create(&module); }
