@@ -98,7 +98,7 @@ def test_state_moves_between_parameters_and_the_buffer():
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         np.testing.assert_allclose(p.data, q.data, rtol=1e-6, atol=1e-7)
     assert len(opt_a.state_dict()["state"]) == len(a.parameters())
-    assert list(opt_a.state) == [a.parameter_buffer]  # one entry, no stale copies
+    assert list(opt_a.state) == a.parameters()  # one entry each, in order, no stale buffer
 
 
 def test_propose_leaves_the_weights_and_commit_makes_them_current():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -61,3 +62,52 @@ def all_finite(W: np.ndarray) -> bool:
             square_sum = np.dot(w, w)
         return math.isfinite(square_sum) or bool(np.isfinite(W).all())
     return math.isfinite(W.min()) and math.isfinite(W.max())
+
+
+def check_state_dict(owner: str, d, hyper_names: list[str], state_names: tuple[str, ...]):
+    """An optimizer's ``state_dict()`` as ``(hyper, t, [per-parameter state])``, its
+    structure checked (each hyper-parameter's range is the optimizer's to check)."""
+    if not isinstance(d, dict) or set(d) != {"hyper", "t", "state"}:
+        got = sorted(d) if isinstance(d, dict) else type(d).__name__
+        raise InputError(f"{owner} expected a dict with keys ['hyper', 'state', 't'], got {got}")
+    hyper, t, state = d["hyper"], d["t"], d["state"]
+    if isinstance(t, np.ndarray) and t.ndim == 0:
+        t = t.item()
+    if not isinstance(hyper, dict) or sorted(hyper) != sorted(hyper_names):
+        got = sorted(hyper) if isinstance(hyper, dict) else type(hyper).__name__
+        raise InputError(f"{owner} expected hyper-parameters {sorted(hyper_names)}, got {got}")
+    if not isinstance(t, numbers.Integral) or isinstance(t, bool) or t < 0:
+        raise InputError(f"{owner} expected t to be an int >= 0, got {t!r}")
+    if not isinstance(state, list | tuple):
+        raise InputError(f"{owner} expected state as a list of dicts, got {type(state).__name__}")
+    return hyper, int(t), [_param_state(owner, i, s, state_names) for i, s in enumerate(state)]
+
+
+def _param_state(owner: str, i: int, s, state_names) -> dict[str, np.ndarray]:
+    names = sorted(state_names)
+    if not isinstance(s, dict) or (s and sorted(s) != names):
+        got = sorted(s) if isinstance(s, dict) else type(s).__name__
+        raise InputError(f"{owner} expected state[{i}] with keys {names} (or empty), got {got}")
+    checked = {}
+    for name, a in s.items():
+        try:
+            a = np.array(a)  # a copy: later changes to the dict do not reach the optimizer
+        except (TypeError, ValueError):
+            a = np.array(None)
+        if a.dtype.kind != "f" or not np.isfinite(a).all():
+            raise InputError(f"{owner} expected state[{i}][{name!r}] as a finite float array, "
+                             f"got array of dtype {a.dtype} and shape {a.shape}")
+        checked[name] = a
+    return checked
+
+
+def check_loaded_state(owner: str, loaded: list[dict], params: list) -> None:
+    """Does loaded per-parameter state fit ``params``, in number and, each, in shape?"""
+    if len(loaded) != len(params):
+        raise InputError(f"{owner} expected {len(loaded)} parameters to match the loaded state, "
+                         f"got {len(params)}")
+    for i, (p, s) in enumerate(zip(params, loaded)):
+        for name, a in s.items():
+            if a.shape != p.data.shape:
+                raise InputError(f"{owner} expected loaded state[{i}][{name!r}] to have the "
+                                 f"shape of parameter {i} ({p!r}), got array of shape {a.shape}")

@@ -58,6 +58,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from . import kernels
+from ._validate import check_loaded_state, check_state_dict
 from .buffer import ParameterBuffer
 from .errors import InputError
 from .parameter import Parameter
@@ -163,15 +164,20 @@ class Optimizer:
         raise NotImplementedError
 
     def _next_step_size(self) -> float:
-        """η of step ``t + 1``, checked; then ``t`` counts the step."""
+        """η of step ``t + 1``; then ``t`` counts the step."""
         t = self.t + 1
-        eta = self.lr(t) if callable(self.lr) else self.lr
+        eta = self._scheduled(t) if callable(self.lr) else self.lr
+        self.t = t
+        return eta
+
+    def _scheduled(self, t: int) -> float:
+        """``lr(t)`` of a step-size schedule, checked."""
+        eta = self.lr(t)
         value = _as_number(eta)
         if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
                 and math.isfinite(value) and value >= 0):
             raise InputError(f"{type(self).__name__} expected the schedule lr={self.lr!r} to "
                              f"give a finite step size >= 0, got lr({t}) = {eta!r}")
-        self.t = t
         return float(value)
 
     def _arrays(self, params) -> list[tuple]:
@@ -186,54 +192,31 @@ class Optimizer:
     # -- per-parameter state -----------------------------------------------------------
 
     def _state_of(self, key: Parameter | ParameterBuffer) -> dict[str, np.ndarray]:
-        """The state arrays of a parameter or buffer, created as zeros on first use.
+        """The state arrays of a parameter, or the flat ones of a buffer, made on first use."""
+        if key not in self.state:
+            self.state = self._rekeyed(key)
+        return self.state[key]
 
-        A parameter stepped before through a buffer uses views of the buffer's state; a
-        buffer whose parameters were stepped before (one by one or in another buffer) takes
-        their state over.
-        """
-        state = self.state.get(key)
-        if state is not None:
-            return state
-        if isinstance(key, Parameter):
-            for buffer, flat in self._buffers():
-                if key in buffer.params:
-                    i = buffer.params.index(key)
-                    return {name: buffer.views(a)[i] for name, a in flat.items()}
-            state = self.state[key] = {n: np.zeros_like(key.data) for n in self._state_names}
-            return state
-        state = {n: np.zeros_like(key.data) for n in self._state_names}
-        for i, p in enumerate(key.params):
-            old = self._state_of(p) if self._stepped(p) else None
-            for name in self._state_names if old else ():
-                key.views(state[name])[i][...] = old[name]
-        for old_key in [k for k in self.state if k is not key and self._overlaps(k, key)]:
-            del self.state[old_key]
-        self.state[key] = state
-        return state
-
-    def _buffers(self):
-        return [(k, s) for k, s in self.state.items() if isinstance(k, ParameterBuffer)]
-
-    def _stepped(self, p: Parameter) -> bool:
-        return p in self.state or any(p in b.params for b, _ in self._buffers())
-
-    @staticmethod
-    def _overlaps(key, buffer: ParameterBuffer) -> bool:
-        params = key.params if isinstance(key, ParameterBuffer) else [key]
-        return any(p in buffer.params for p in params)
-
-    def _parameters(self) -> list[tuple[Parameter, dict]]:
-        """``(parameter, its state)`` in the order the parameters were first stepped."""
-        pairs = []
-        for key, state in self.state.items():
-            if isinstance(key, Parameter):
-                pairs.append((key, state))
-            else:
-                views = {name: key.views(a) for name, a in state.items()}
-                pairs.extend((p, {name: views[name][i] for name in state})
-                             for i, p in enumerate(key.params))
-        return pairs
+    def _rekeyed(self, key) -> dict:
+        """``self.state`` with an entry for ``key`` (zeros) that takes over, in its place, the
+        state its parameters had under other entries: each parameter has one state, whether
+        it was stepped alone or in a buffer."""
+        state = {name: np.zeros_like(key.data) for name in self._state_names}
+        new, rekeyed = dict(_per_parameter(key, state)), {}
+        for k, s in self.state.items():
+            pairs = _per_parameter(k, s)
+            if not any(p in new for p, _ in pairs):
+                rekeyed[k] = s
+                continue
+            for p, old in pairs:
+                if p in new:
+                    rekeyed.setdefault(key, state)
+                    for name in old:
+                        new[p][name][...] = old[name]
+                else:
+                    rekeyed[p] = {name: a.copy() for name, a in old.items()}
+        rekeyed.setdefault(key, state)
+        return rekeyed
 
     # -- export and restore ------------------------------------------------------------
 
@@ -254,7 +237,8 @@ class Optimizer:
         if self._loaded is not None:
             state = [{k: a.copy() for k, a in s.items()} for s in self._loaded]
         else:
-            state = [{k: a.copy() for k, a in s.items()} for _, s in self._parameters()]
+            state = [{k: a.copy() for k, a in s.items()}
+                     for key in self.state for _, s in _per_parameter(key, self.state[key])]
         return {"hyper": self.hyperparameters(), "t": self.t, "state": state}
 
     def load_state_dict(self, d: dict) -> None:
@@ -265,67 +249,22 @@ class Optimizer:
         state is attached, in order, to the parameters of the next :meth:`step` call, whose
         shapes must match.
         """
-        owner = f"{type(self).__name__}.load_state_dict"
-        if not isinstance(d, dict) or set(d) != {"hyper", "t", "state"}:
-            got = sorted(d) if isinstance(d, dict) else type(d).__name__
-            raise InputError(f"{owner} expected a dict with keys ['hyper', 'state', 't'], "
-                             f"got {got}")
-        hyper, t, state = d["hyper"], _as_number(d["t"]), d["state"]
-        expected = list(self.hyperparameters())
-        if not isinstance(hyper, dict) or sorted(hyper) != sorted(expected):
-            got = sorted(hyper) if isinstance(hyper, dict) else type(hyper).__name__
-            raise InputError(f"{owner} expected hyper-parameters {sorted(expected)}, got {got}")
-        if not isinstance(t, numbers.Integral) or isinstance(t, bool) or t < 0:
-            raise InputError(f"{owner} expected t to be an int >= 0, got {t!r}")
-        if not isinstance(state, list | tuple):
-            raise InputError(f"{owner} expected state as a list of dicts, got "
-                             f"{type(state).__name__}")
-        loaded = [self._check_param_state(owner, i, s) for i, s in enumerate(state)]
-        values = {name: _check_hyper(owner, name, hyper[name])
-                  for name in expected if hyper[name] is not None or name != "lr"}
+        hyper, t, loaded = check_state_dict(f"{type(self).__name__}.load_state_dict", d,
+                                            list(self.hyperparameters()), self._state_names)
+        values = {name: _check_hyper(type(self).__name__, name, value)
+                  for name, value in hyper.items() if value is not None or name != "lr"}
         for name, value in values.items():
             setattr(self, name, value)
-        self.t = int(t)
-        self.state = {}
-        self._loaded = loaded or None
-
-    def _check_param_state(self, owner: str, i: int, s) -> dict[str, np.ndarray]:
-        names = sorted(self._state_names)
-        if not isinstance(s, dict) or (s and sorted(s) != names):
-            got = sorted(s) if isinstance(s, dict) else type(s).__name__
-            raise InputError(f"{owner} expected state[{i}] with keys {names} (or empty), "
-                             f"got {got}")
-        checked = {}
-        for name, a in s.items():
-            try:
-                a = np.array(a)  # a copy: later changes to d do not reach us
-            except (TypeError, ValueError):
-                a = np.array(None)
-            if a.dtype.kind != "f" or not np.isfinite(a).all():
-                raise InputError(f"{owner} expected state[{i}][{name!r}] as a finite float "
-                                 f"array, got array of dtype {a.dtype} and shape {a.shape}")
-            checked[name] = a
-        return checked
+        self.t, self.state, self._loaded = t, {}, loaded or None
 
     def _attach(self, params) -> None:
         """Give the loaded per-parameter state to ``params``, position by position."""
-        loaded, owner = self._loaded, f"{type(self).__name__}.step"
         plist = params.params if isinstance(params, ParameterBuffer) else list(params)
-        if len(loaded) != len(plist):
-            raise InputError(f"{owner} expected {len(loaded)} parameters to match the loaded "
-                             f"state, got {len(plist)}")
-        for i, (p, s) in enumerate(zip(plist, loaded)):
-            for name, a in s.items():
-                if a.shape != p.data.shape:
-                    raise InputError(
-                        f"{owner} expected loaded state[{i}][{name!r}] to have the shape of "
-                        f"parameter {i} ({p!r}), got array of shape {a.shape}"
-                    )
+        check_loaded_state(f"{type(self).__name__}.step", self._loaded, plist)
+        for p, s in zip(plist, self._loaded):
+            if s:
+                self.state[p] = {name: a.astype(p.data.dtype) for name, a in s.items()}
         self._loaded = None
-        for p, s in zip(plist, loaded):
-            state = self._state_of(p)
-            for name, a in s.items():
-                state[name][...] = a
 
     def __repr__(self) -> str:
         lr = self.lr if callable(self.lr) else f"{self.lr:g}"
@@ -517,3 +456,12 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "SGD": SGD, "Momentum": Momentum, "Adagrad": Adagrad, "RMSprop": RMSprop,
     "Adadelta": Adadelta, "Adam": Adam,
 }
+
+
+def _per_parameter(key, state: dict) -> list[tuple[Parameter, dict[str, np.ndarray]]]:
+    """``(parameter, its state arrays)`` for a key of ``Optimizer.state``: a parameter, or a
+    buffer whose flat state arrays are split into views, one per parameter."""
+    if isinstance(key, Parameter):
+        return [(key, state)]
+    views = {name: key.views(a) for name, a in state.items()}
+    return [(p, {name: views[name][i] for name in state}) for i, p in enumerate(key.params)]

@@ -40,10 +40,11 @@ def _adam_kernel(opt, W, g, state, eta, out) -> bool:
                       k, eps_hat, W.dtype == np.float64)
 
 
-# (module, class name) -> (kernel, the state it reads); keyed by name so that the optimizers
-# can ask this package without the two importing each other.
-_KERNELS = {("chainrule.optimizers", "Adam"): (_adam_kernel, ("exp_avg", "exp_avg_sq"))}
-_BUILT = {("chainrule.optimizers", "Adam"): _adam is not None}
+# (module, class name) -> (kernel, the state it reads), for the kernels that were built;
+# keyed by name so that the optimizers can ask this package without the two importing each
+# other, and so that a subclass (which may change _update) is never taken for its parent.
+_KERNELS = {} if _adam is None else {
+    ("chainrule.optimizers", "Adam"): (_adam_kernel, ("exp_avg", "exp_avg_sq"))}
 
 
 def find(optimizer, W: np.ndarray, g: np.ndarray, state: dict, out: np.ndarray):
@@ -51,21 +52,20 @@ def find(optimizer, W: np.ndarray, g: np.ndarray, state: dict, out: np.ndarray):
 
     The arrays must be C-contiguous, of one float32 or float64 dtype, ``out`` writable.
     """
-    key = (type(optimizer).__module__, type(optimizer).__qualname__)
-    if not (_on and _BUILT.get(key)):
+    entry = _KERNELS.get((type(optimizer).__module__, type(optimizer).__qualname__))
+    if entry is None or not _on:
         return None
-    kernel, names = _KERNELS[key]
+    kernel, names = entry
     arrays = (W, g, out, *(state[name] for name in names))
-    dtype = W.dtype
-    if dtype in _FLOATS and out.flags.writeable and all(
-            a.dtype == dtype and a.flags.c_contiguous for a in arrays):
+    if W.dtype in _FLOATS and out.flags.writeable and all(
+            a.dtype == W.dtype and a.flags.c_contiguous for a in arrays):
         return kernel
     return None
 
 
 def available() -> list[str]:
     """The optimizer classes with a compiled kernel in this installation."""
-    return [name for (_, name), built in _BUILT.items() if built]
+    return [name for _, name in _KERNELS]
 
 
 @contextmanager
