@@ -80,7 +80,28 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a network and print its test accuracy",
                        description="Train an MLP and report its accuracy (classification) "
                        "or R² and MSE (regression) on a held-out test split.")
-    d = t.add_argument_group("data")
+    _data_options(t.add_argument_group("data"))
+    _network_options(t.add_argument_group("network"))
+    _training_options(t.add_argument_group("training"))
+    _output_options(t.add_argument_group("output"))
+
+    e = sub.add_parser("evaluate", help="evaluate a saved model on its test split or a CSV",
+                       description="Print test accuracy (or R² and MSE) of a model saved by "
+                       "'chainrule train --save'.")
+    e.add_argument("model", help="a .safetensors file written by 'chainrule train --save'")
+    e.add_argument("data", nargs="?", help="a labelled CSV (default: the test split the "
+                   "model was trained with)")
+
+    p = sub.add_parser("predict", help="print predictions of a saved model for a CSV",
+                       description="Print one prediction per row of DATA.csv.")
+    p.add_argument("model", help="a .safetensors file written by 'chainrule train --save'")
+    p.add_argument("data", help="a CSV file with a header row and the model's feature columns")
+    p.add_argument("--output", metavar="PATH", help="write predictions to this CSV instead")
+    return parser
+
+
+def _data_options(d) -> None:
+    """``train``'s data set and test split."""
     d.add_argument("--data", default="digits", help="digits, iris, wine, breast_cancer, "
                    "diabetes, or a CSV file with a header row (default: digits)")
     d.add_argument("--label", help="label column of a CSV file (default: the last column)")
@@ -88,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="for a CSV file (default: guessed from the label column)")
     d.add_argument("--test-size", type=_fraction, default=0.2,
                    help="fraction held out for testing (default: 0.2)")
-    n = t.add_argument_group("network")
+
+
+def _network_options(n) -> None:
+    """``train``'s network: layers, activation, initialisation, regularizers in it."""
     n.add_argument("--hidden", type=_positive_int, nargs="*", default=[128], metavar="N",
                    help="hidden layer sizes (default: 128); give none for a linear model")
     n.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
@@ -99,7 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dropout probability after each hidden layer (default: 0)")
     n.add_argument("--batch-norm", action="store_true", help="BatchNorm after each hidden Linear")
     n.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    o = t.add_argument_group("training")
+
+
+def _training_options(o) -> None:
+    """``train``'s options of ``fit``."""
     o.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="adam")
     o.add_argument("--lr", type=_nonnegative, help="step size η (default: the optimizer's "
                    "own, e.g. 0.001 for adam, 0.01 for sgd)")
@@ -125,7 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the rows in order instead of reshuffling every epoch")
     o.add_argument("--seed", type=_seed, default=0,
                    help="seed of every random choice (default: 0)")
-    out = t.add_argument_group("output")
+
+
+def _output_options(out) -> None:
+    """What ``train`` writes and shows."""
     out.add_argument("--save", metavar="PATH", help="write the trained model (.safetensors)")
     out.add_argument("--report", metavar="PATH", help="write an HTML report of the run")
     out.add_argument("--checkpoint", metavar="PATH",
@@ -135,20 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="always show progress bars")
     prog.add_argument("--no-progress", dest="progress", action="store_false",
                       help="never show progress bars")
-
-    e = sub.add_parser("evaluate", help="evaluate a saved model on its test split or a CSV",
-                       description="Print test accuracy (or R² and MSE) of a model saved by "
-                       "'chainrule train --save'.")
-    e.add_argument("model", help="a .safetensors file written by 'chainrule train --save'")
-    e.add_argument("data", nargs="?", help="a labelled CSV (default: the test split the "
-                   "model was trained with)")
-
-    p = sub.add_parser("predict", help="print predictions of a saved model for a CSV",
-                       description="Print one prediction per row of DATA.csv.")
-    p.add_argument("model", help="a .safetensors file written by 'chainrule train --save'")
-    p.add_argument("data", help="a CSV file with a header row and the model's feature columns")
-    p.add_argument("--output", metavar="PATH", help="write predictions to this CSV instead")
-    return parser
 
 
 # -- train ---------------------------------------------------------------------------------

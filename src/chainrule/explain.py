@@ -197,7 +197,16 @@ def explain(model, loss, X, Y) -> Explanation:
     modules = model.modules
     starts = [i for i, m in enumerate(modules) if _is_linear(m)]
 
-    # Forward, keeping every module's input: outs[i] is module i's input, outs[i + 1] its output.
+    outs, grads, value, fused = _passes(modules, loss, X, Y)
+    layers, names = _layers(modules, starts, outs, grads)
+    _flag(layers)
+    return Explanation(layers=layers, loss=float(value), loss_name=type(loss).__name__,
+                       n_samples=len(X), names=names, fused=fused)
+
+def _passes(modules: list, loss, X: np.ndarray, Y):
+    """One forward and backward pass that keeps every module boundary's array and gradient:
+    ``(outs, grads, loss value, fused)``, with ``outs[i]`` module i's input, ``outs[i + 1]``
+    its output and ``grads[i] = ∂L/∂outs[i]``."""
     outs = [X]
     for module in modules:
         outs.append(module(outs[-1]))
@@ -217,6 +226,12 @@ def explain(model, loss, X, Y) -> Explanation:
     for i in todo:
         grads[i] = modules[i].backward(grads[i + 1])
 
+    return outs, grads, value, fused
+
+
+def _layers(modules: list, starts: list[int], outs: list, grads: list):
+    """Per layer (a Linear and the modules up to the next), last layer first: the dict of
+    ``Explanation.layers`` without its flag, and the layer's name."""
     layers, names = [], []
     ends = [*starts[1:], len(modules)]
     for s, e in zip(starts, ends):
@@ -234,14 +249,18 @@ def explain(model, loss, X, Y) -> Explanation:
         names.append(" → ".join(_name(m) for m in modules[s:e]))
     layers.reverse()
     names.reverse()
+    return layers, names
+
+
+def _flag(layers: list[dict]) -> None:
+    """Flag each layer whose ‖∂L/∂W‖ is far below or above the last layer's."""
     ref = layers[0]["norms"]["dLdW"]
     for layer in layers[1:]:
         if ref > 0:
             norm = layer["norms"]["dLdW"]
             layer["flag"] = ("vanishing" if norm < VANISHING * ref else
                              "exploding" if norm > EXPLODING * ref else None)
-    return Explanation(layers=layers, loss=float(value), loss_name=type(loss).__name__,
-                       n_samples=len(X), names=names, fused=fused)
+
 
 
 def _diagonal(after: list, Z: np.ndarray) -> dict | None:
