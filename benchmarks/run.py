@@ -121,9 +121,9 @@ def environment(threads: int) -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "chainrule": version("chainrule"),
-        "chainrule_adam": ("one compiled pass (chainrule._fused)"
-                           if importlib.util.find_spec("chainrule._fused") else
-                           "NumPy (chainrule._fused was not built)"),
+        "chainrule_adam": ("one compiled pass (chainrule.kernels._adam)"
+                           if importlib.util.find_spec("chainrule.kernels._adam") else
+                           "NumPy (chainrule.kernels._adam was not built)"),
         "torch": version("torch"),
         "sklearn": version("sklearn"),
         "cpu": cpu,

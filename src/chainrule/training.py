@@ -9,6 +9,12 @@ One optimizer step (notes' section 6.6)::
 
 ``batch_size=1`` is stochastic gradient descent, ``batch_size=None`` batch gradient descent
 (the whole training set each step), anything else mini-batch gradient descent.
+
+A ``Sequential`` trains through its :class:`~chainrule.buffer.ParameterBuffer`: each step
+writes the new weights into the buffer's second array and points every ``Parameter.data``
+there only when they are all finite, so that a diverging step is undone without a copy.
+Read weights through the parameters (``layer.W.data``) during fit, e.g. in a callback; when
+fit returns or raises, the weights are back in the arrays they were in before it.
 """
 
 from __future__ import annotations
@@ -82,15 +88,6 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     DivergenceError
         When a loss, gradient or updated weight is not finite; the message names the
         epoch, step (both 0-based) and layer, and the model keeps its last finite weights.
-
-    Notes
-    -----
-    A ``Sequential`` trains through its :class:`~chainrule.buffer.ParameterBuffer`: each step
-    writes the new weights into the buffer's second array and points every
-    ``Parameter.data`` there only when they are all finite, so that a diverging step is
-    undone without a copy. Read weights through the parameters (``layer.W.data``) during
-    fit, e.g. in a callback; when fit returns or raises, the weights are back in the arrays
-    they were in before it.
     """
     _check_loss(loss)
     has_validation = validation_data is not None or validation_split > 0
