@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from ._validate import is_int
 from .errors import InputError
 
 
@@ -15,7 +14,7 @@ def as_generator(rng) -> np.random.Generator:
         return rng
     if rng is None:
         return np.random.default_rng()
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool) and rng >= 0:
+    if is_int(rng) and rng >= 0:
         return np.random.default_rng(int(rng))
     raise InputError(
         f"rng must be None, a non-negative int seed or a numpy.random.Generator, got {rng!r}"

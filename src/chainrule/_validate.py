@@ -1,4 +1,9 @@
-"""Checks of user data at the public boundaries (fit, predict, losses): shape, emptiness, NaN."""
+"""Checks at the public boundaries (constructors, fit, predict, losses, load): validate once.
+
+Arguments (dtypes, ints, floats in a range), user data (shape, emptiness, NaN and inf) and
+optimizer state dicts; each check raises an ``InputError`` that names what was expected and
+what was given.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,67 @@ import numpy as np
 
 from .errors import InputError
 
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(owner: str, dtype) -> np.dtype:
+    # np.dtype(None) is float64, and a dtype compares equal to None when it is float64: test
+    # for None first, or an unknown name such as "banana" would pass as float64.
+    try:
+        dt = None if dtype is None else np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt is None or dt not in FLOAT_DTYPES:
+        raise InputError(f"{owner} expected dtype float32 or float64, got {dtype!r}")
+    return dt
+
+
+def is_int(value) -> bool:
+    """An integer, and not a bool (``True`` is an int to Python, never a count here)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(owner: str, name: str, value, lo: int, *, or_none: bool = False) -> int | None:
+    """``value`` as an int ≥ ``lo`` (or None, with ``or_none``)."""
+    if value is None and or_none:
+        return None
+    if not (is_int(value) and value >= lo):
+        expected = f"{name} ≥ {lo}" + (" or None" if or_none else " (an int)")
+        raise InputError(f"{owner} expected {expected}, got {value!r}")
+    return int(value)
+
+
+def check_positive_int(owner: str, name: str, value) -> int:
+    if not (is_int(value) and value >= 1):
+        raise InputError(f"{owner} expected {name} to be a positive int, got {value!r}")
+    return int(value)
+
+
+def check_float(owner: str, name: str, value, lo: float, hi: float, *, hi_open=False) -> float:
+    """``value`` as a float in ``[lo, hi]`` (or ``[lo, hi)`` with ``hi_open``)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = ok and np.isfinite(value) and lo <= value and (value < hi if hi_open else value <= hi)
+    if not ok:
+        interval = f"[{lo}, {hi})" if hi_open else f"[{lo}, {hi}]"
+        raise InputError(f"{owner} expected {name} in {interval}, got {value!r}")
+    return float(value)
+
+
+def check_matrix(owner: str, A, n_features: int | None = None) -> None:
+    """Raise unless ``A`` is a 2-D array (with ``n_features`` columns when given)."""
+    shape = getattr(A, "shape", None)
+    if shape is None or len(shape) != 2:
+        raise InputError(
+            f"{owner} expected a 2-D array (n_samples, n_features), got "
+            + (f"array of shape {tuple(shape)}" if shape is not None else type(A).__name__)
+        )
+    if n_features is not None and shape[1] != n_features:
+        raise InputError(
+            f"{owner} expected input with {n_features} features, got array of shape {shape}"
+        )
+
+
+# -- user data ---------------------------------------------------------------------------
 
 def as_float_matrix(X, name: str, owner: str, dtype=None) -> np.ndarray:
     """``X`` as a non-empty, finite 2-D float array (cast to ``dtype`` when given)."""
@@ -76,7 +142,7 @@ def check_state_dict(owner: str, d, hyper_names: list[str], state_names: tuple[s
     if not isinstance(hyper, dict) or sorted(hyper) != sorted(hyper_names):
         got = sorted(hyper) if isinstance(hyper, dict) else type(hyper).__name__
         raise InputError(f"{owner} expected hyper-parameters {sorted(hyper_names)}, got {got}")
-    if not isinstance(t, numbers.Integral) or isinstance(t, bool) or t < 0:
+    if not (is_int(t) and t >= 0):
         raise InputError(f"{owner} expected t to be an int >= 0, got {t!r}")
     if not isinstance(state, list | tuple):
         raise InputError(f"{owner} expected state as a list of dicts, got {type(state).__name__}")

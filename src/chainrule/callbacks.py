@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from ._checks import check_float
-from .errors import InputError
+from ._validate import check_float, check_int
 
 
 class EarlyStopping:
@@ -21,10 +19,7 @@ class EarlyStopping:
     """
 
     def __init__(self, patience: int = 5, min_delta: float = 0.0, restore_best: bool = True):
-        if not isinstance(patience, numbers.Integral) or isinstance(patience, bool) \
-                or patience < 0:
-            raise InputError(f"EarlyStopping expected patience ≥ 0 (an int), got {patience!r}")
-        self.patience = int(patience)
+        self.patience = check_int("EarlyStopping", "patience", patience, 0)
         self.min_delta = check_float("EarlyStopping", "min_delta", min_delta, 0.0, np.inf)
         self.restore_best = bool(restore_best)
         self.reset()

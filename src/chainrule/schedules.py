@@ -14,9 +14,8 @@ while :class:`ExponentialDecay` and :class:`StepDecay` shrink so fast that ``Σ 
 from __future__ import annotations
 
 import math
-import numbers
 
-from ._checks import check_float, check_positive_int
+from ._validate import check_float, check_positive_int, is_int
 from .errors import InputError
 
 
@@ -26,7 +25,7 @@ class Schedule:
     _fields: tuple[str, ...] = ()
 
     def __call__(self, t: int) -> float:
-        if not isinstance(t, numbers.Integral) or isinstance(t, bool) or t < 1:
+        if not (is_int(t) and t >= 1):
             raise InputError(f"{self!r} expected a step t that is an int >= 1, got {t!r}")
         return self._eta(int(t))
 

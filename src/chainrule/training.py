@@ -20,7 +20,6 @@ fit returns or raises, the weights are back in the arrays they were in before it
 from __future__ import annotations
 
 import math
-import numbers
 import signal
 import threading
 import time
@@ -29,9 +28,8 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import progress as _progress
-from ._checks import check_float
 from ._rng import as_generator
-from ._validate import as_float_matrix, check_same_length
+from ._validate import as_float_matrix, check_float, check_int, check_same_length
 from .buffer import store_for
 from .callbacks import EarlyStopping
 from .checkpoint import read_checkpoint, write_checkpoint
@@ -366,11 +364,8 @@ def evaluate(model, loss, X: np.ndarray, Y: np.ndarray) -> dict:
 
 def _check_options(epochs, batch_size, validation_split, input_noise, clip_grad_norm,
                    early_stopping, has_validation):
-    if not isinstance(epochs, numbers.Integral) or isinstance(epochs, bool) or epochs < 0:
-        raise InputError(f"fit expected epochs ≥ 0 (an int), got {epochs!r}")
-    if batch_size is not None and (not isinstance(batch_size, numbers.Integral)
-                                   or isinstance(batch_size, bool) or batch_size <= 0):
-        raise InputError(f"fit expected batch_size ≥ 1 or None, got {batch_size!r}")
+    check_int("fit", "epochs", epochs, 0)
+    check_int("fit", "batch_size", batch_size, 1, or_none=True)
     check_float("fit", "validation_split", validation_split, 0.0, 1.0, hi_open=True)
     check_float("fit", "input_noise", input_noise, 0.0, np.inf)
     if clip_grad_norm is not None:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
-from .._validate import as_float_matrix
+from .._validate import as_float_matrix, check_int
 from ..buffer import ParameterBuffer
 from ..errors import InputError
 from ..module import named_parameters
@@ -166,9 +164,7 @@ class Sequential:
         ``batch_size`` bounds memory for large ``X`` (None: all rows at once).
         """
         X = as_float_matrix(X, "X", "predict", self.dtype)
-        if batch_size is not None and (not isinstance(batch_size, numbers.Integral)
-                                       or isinstance(batch_size, bool) or batch_size < 1):
-            raise InputError(f"predict expected batch_size ≥ 1 or None, got {batch_size!r}")
+        check_int("predict", "batch_size", batch_size, 1, or_none=True)
         was_training = self.training
         # a module without a readable mode is put back in the model's own mode
         modes = [getattr(m, "training", was_training) for m in self.modules]
