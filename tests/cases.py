@@ -6,6 +6,10 @@ test_gradients.py, test_modules.py, test_torch_core.py). A new loss is one row i
 
 Each row builds a *fresh, seeded* object, so every test sees the same numbers and no test can
 disturb another through shared state.
+
+Below the tables sit the pieces several test files build from: ``mlp`` (a seeded network),
+``blobs`` (a seeded classification set), ``weights`` and ``assert_same_weights``, and
+``UserModule``, the protocol's plumbing for a user's own module with no chainrule base class.
 """
 
 from __future__ import annotations
@@ -161,6 +165,90 @@ LOSSES: list[LossCase] = [
 ]
 LOSS_IDS = [c.id for c in LOSSES]
 REDUCTIONS = ("mean", "sum")
+
+
+# -- networks, data and user modules for the tests of fit, optimizers and files ----------------
+
+
+def mlp(sizes=(4, 8, 3), *, act=cr.ReLU, out=cr.Softmax, batch_norm: bool = False,
+        dropout: float | None = None, init: str = "he", dtype=np.float32,
+        rng=0) -> cr.Sequential:
+    """A seeded fully connected network ``sizes[0] -> ... -> sizes[-1]``.
+
+    Each hidden layer is ``Linear(m, n, init=init)``, then ``BatchNorm(n)`` if ``batch_norm``,
+    then ``act()``, then ``Dropout(dropout)`` if ``dropout`` is given; the last layer is a
+    ``Linear`` with the default (Gaussian) init, then ``out()`` (nothing when ``out`` is None).
+    One generator made from ``rng`` draws the weights layer by layer and is the dropout
+    layers' mask generator, so a given ``rng`` always builds the same network. For example
+    ``mlp((5, 16, 3), batch_norm=True, dropout=0.2)`` is Linear(5, 16), BatchNorm(16), ReLU,
+    Dropout(0.2), Linear(16, 3), Softmax.
+    """
+    rng = np.random.default_rng(rng)
+    modules = []
+    for m, n in zip(sizes[:-2], sizes[1:-1]):
+        modules.append(cr.Linear(m, n, init=init, rng=rng, dtype=dtype))
+        if batch_norm:
+            modules.append(cr.BatchNorm(n, dtype=dtype))
+        modules.append(act())
+        if dropout is not None:
+            modules.append(cr.Dropout(dropout, rng=rng))
+    modules.append(cr.Linear(sizes[-2], sizes[-1], rng=rng, dtype=dtype))
+    if out is not None:
+        modules.append(out())
+    return cr.Sequential(*modules)
+
+
+def blobs(n: int = 60, d: int = 4, k: int = 3, *, sep: float = 2.0, rng=0):
+    """``(X, y)``: ``n`` float32 rows of ``d`` standard-normal features, class ``y`` in 0..k-1
+    shifted by ``sep`` along feature ``y`` (so the classes are learnable but overlap)."""
+    rng = np.random.default_rng(rng)
+    y = rng.integers(0, k, n)
+    X = rng.normal(size=(n, d)) + sep * np.eye(k, d)[y]
+    return X.astype(np.float32), y
+
+
+def weights(model) -> list[np.ndarray]:
+    """Copies of ``model``'s parameter arrays, in ``parameters()`` order."""
+    return [p.data.copy() for p in model.parameters()]
+
+
+def assert_same_weights(a, b) -> None:
+    """``a`` and ``b`` (models, or lists of arrays from :func:`weights`) hold the same number of
+    weights, equal bit for bit."""
+    a, b = (weights(x) if hasattr(x, "parameters") else x for x in (a, b))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+class UserModule:
+    """The module protocol's plumbing, written as a user would, *not* from ``chainrule.Module``.
+
+    The tests of duck typing subclass it and write only ``forward`` and ``backward``:
+    ``__call__`` runs ``forward``, ``parameters()`` lists the :class:`chainrule.Parameter`
+    attributes in the order they were set, and ``train()``/``eval()`` set ``training`` and
+    return the module. It takes nothing from chainrule but ``Parameter``, so what those tests
+    show (a user's class works in ``Sequential``, ``fit``, ``gradcheck`` and the optimizers)
+    holds for any class written against the protocol.
+    """
+
+    training = True
+
+    def __call__(self, A):
+        return self.forward(A)
+
+    def parameters(self):
+        return [v for v in vars(self).values() if isinstance(v, cr.Parameter)]
+
+    def train(self):
+        self.training = True
+        return self
+
+    def eval(self):
+        self.training = False
+        return self
+
+
+# -- numeric helpers ---------------------------------------------------------------------------
 
 
 def frozen_rngs(module) -> Callable[[], None]:

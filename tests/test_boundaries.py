@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from cases import UserModule, mlp
 
 
 def model():
-    return cr.Sequential(cr.Linear(4, 3, rng=0), cr.BatchNorm(3), cr.ReLU(), cr.Linear(3, 2, rng=1),
-                         cr.Softmax())
+    """Linear(4, 3), BatchNorm(3), ReLU, Linear(3, 2), Softmax: the messages below name them."""
+    return mlp((4, 3, 2), batch_norm=True)
 
 
 @pytest.mark.parametrize("X, match", [
@@ -95,16 +96,13 @@ def test_sequential_rejects_objects_that_are_not_modules():
 
 
 def test_a_user_module_with_two_parameters_of_one_name_gets_distinct_paths():
-    class Scale2:
+    class Scale2(UserModule):
         """A * W1 * W2, both named "W"; its backward makes W1's gradient 3x too large."""
 
         def __init__(self, broken):
             self.W1 = cr.Parameter(np.array([[1.5, -0.5]]), "W")
             self.W2 = cr.Parameter(np.array([[0.7, 2.0]]), "W")
-            self.broken, self.training = broken, True
-
-        def __call__(self, A):
-            return self.forward(A)
+            self.broken = broken
 
         def forward(self, A):
             self.A = A
@@ -116,15 +114,7 @@ def test_a_user_module_with_two_parameters_of_one_name_gets_distinct_paths():
             self.W2.grad[...] = np.sum(dLdA * self.A * self.W1.data, axis=0, keepdims=True)
             return dLdA * self.W1.data * self.W2.data
 
-        def parameters(self):
-            return [self.W1, self.W2]
-
-        def train(self):
-            self.training = True
-
-        def eval(self):
-            self.training = False
-
+    assert not isinstance(Scale2(False), cr.Module)
     X = np.random.default_rng(0).normal(size=(4, 2))
     Y = np.random.default_rng(1).normal(size=(4, 2))
     ok = cr.gradcheck(cr.Sequential(Scale2(False)), cr.SquareLoss(), X, Y)

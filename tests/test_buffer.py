@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from cases import mlp, weights
 from chainrule.buffer import ParameterBuffer, Parameters, store_for
 from chainrule.optimizers import OPTIMIZERS
 
 
-def net(rng=0, dtype=np.float32):
-    rng = np.random.default_rng(rng)
-    return cr.Sequential(cr.Linear(5, 7, rng=rng, dtype=dtype), cr.BatchNorm(7, dtype=dtype),
-                         cr.Tanh(), cr.Linear(7, 3, rng=rng, dtype=dtype), cr.Softmax())
+def net():
+    """Linear(5, 7), BatchNorm(7), Tanh, Linear(7, 3), Softmax: W, W0, G and B in one buffer."""
+    return mlp((5, 7, 3), act=cr.Tanh, batch_norm=True, init="gaussian")
 
 
 def backprop(model, seed=0):
@@ -129,7 +129,7 @@ def test_a_diverging_proposal_names_the_parameter_and_changes_nothing(store_of):
     model = net()
     store = store_of(model)
     backprop(model)
-    before = [p.data.copy() for p in model.parameters()]
+    before = weights(model)
     with np.errstate(all="ignore"):
         bad = store.propose(cr.SGD(lr=1e39))  # beyond float32: inf
     assert bad == "modules.0.W"

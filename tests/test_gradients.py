@@ -29,8 +29,10 @@ from cases import (
     MODULES,
     REDUCTIONS,
     SINGLE_MODULES,
+    UserModule,
     central_difference,
     frozen_rngs,
+    mlp,
 )
 from chainrule.errors import InputError
 from chainrule.gradcheck import GradcheckReport
@@ -204,9 +206,8 @@ def test_gradcheck_on_every_loss(case, reduction):
 @pytest.mark.parametrize("case", LOSSES, ids=LOSS_IDS)
 def test_gradcheck_on_networks_for_every_loss(case, reduction):
     # A network ending in the loss's own activation: backward_from takes the fused path.
-    last = case.activation() if case.activation is not None else cr.Identity()
-    model = cr.Sequential(cr.Linear(3, 4, rng=0, dtype=np.float64), cr.Tanh(),
-                          cr.Linear(4, case.k, rng=1, dtype=np.float64), last)
+    model = mlp((3, 4, case.k), act=cr.Tanh, out=case.activation or cr.Identity,
+                dtype=np.float64)
     X = np.random.default_rng(0).normal(size=(5, 3))
     _, Y = case.data(n=5)
     report = cr.gradcheck(model, case.make(reduction), X, Y)
@@ -221,8 +222,7 @@ _FUSED = [c for c in LOSSES if c.activation is not None]
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("case", _FUSED, ids=[c.id for c in _FUSED])
 def test_fused_backward_equals_unfused_chain_rule(case, reduction):
-    model = cr.Sequential(cr.Linear(3, 5, rng=0, dtype=np.float64), cr.ReLU(),
-                          cr.Linear(5, case.k, rng=1, dtype=np.float64), case.activation())
+    model = mlp((3, 5, case.k), out=case.activation, dtype=np.float64)
     X = np.random.default_rng(4).normal(size=(6, 3))
     _, Y = case.data(n=6)
     loss = case.make(reduction)
@@ -269,7 +269,7 @@ def test_fused_backward_stays_exact_where_the_sigmoid_saturates():
 
 
 def test_backward_from_without_a_fused_pair_is_the_plain_chain_rule():
-    model = cr.Sequential(cr.Linear(3, 2, rng=0, dtype=np.float64), cr.Softmax())
+    model = mlp((3, 2), dtype=np.float64)
     loss = cr.SquareLoss()
     X = np.random.default_rng(0).normal(size=(4, 3))
     loss(model(X), np.zeros((4, 2)))
@@ -278,13 +278,13 @@ def test_backward_from_without_a_fused_pair_is_the_plain_chain_rule():
 
 @pytest.mark.parametrize("how", ["copy", "other-model", "stale"])
 def test_backward_from_rejects_a_loss_computed_on_another_array(how):
-    model = cr.Sequential(cr.Linear(3, 2, rng=0, dtype=np.float64), cr.Softmax())
+    model = mlp((3, 2), dtype=np.float64)
     X, y = np.random.default_rng(0).normal(size=(4, 3)), np.array([0, 1, 1, 0])
     loss = cr.NLLM()
     if how == "copy":
         loss(model(X).copy(), y)
     elif how == "other-model":
-        other = cr.Sequential(cr.Linear(3, 2, rng=0, dtype=np.float64), cr.Softmax())
+        other = mlp((3, 2), dtype=np.float64)
         loss(other(X), y)
     else:  # the loss saw an earlier output; the model has run forward again since
         loss(model(X), y)
@@ -308,38 +308,40 @@ class _ReLUPassThrough(cr.ReLU):
         return dLdA
 
 
-class _LinearTransposedGrad(cr.Linear):
-    """A wrong Linear: dLdW = (dLdZᵀ A_prev)ᵀ is right, this stores dLdZᵀ A_prev (square W)."""
+class _WrongLinear(cr.Linear):
+    """A wrong Linear: its backward is Linear's, then ``spoil()`` damages the stored gradients
+    (dLdA_prev stays right)."""
 
     def backward(self, dLdZ):
         dLdA_prev = super().backward(dLdZ)
+        self.spoil()
+        return dLdA_prev
+
+
+class _LinearTransposedGrad(_WrongLinear):
+    """dLdW = (dLdZᵀ A_prev)ᵀ is right, this stores dLdZᵀ A_prev (square W)."""
+
+    def spoil(self):
         self.W.grad[...] = self.W.grad.T.copy()
-        return dLdA_prev
 
 
-class _LinearScaledGrad(cr.Linear):
-    """A wrong Linear: dLdW twice too large (dLdW0 and dLdA_prev right)."""
+class _LinearScaledGrad(_WrongLinear):
+    """dLdW twice too large (dLdW0 right)."""
 
-    def backward(self, dLdZ):
-        dLdA_prev = super().backward(dLdZ)
+    def spoil(self):
         self.W.grad *= 2
-        return dLdA_prev
 
 
-class _LinearNaNGrad(cr.Linear):
-    def backward(self, dLdZ):
-        dLdA_prev = super().backward(dLdZ)
+class _LinearNaNGrad(_WrongLinear):
+    def spoil(self):
         self.W.grad[0, 0] = np.nan
-        return dLdA_prev
 
 
-class _LinearWrongShapeGrad(cr.Linear):
+class _LinearWrongShapeGrad(_WrongLinear):
     """Stores dLdW0 as a column (n, 1): it would broadcast against the (1, n) truth."""
 
-    def backward(self, dLdZ):
-        dLdA_prev = super().backward(dLdZ)
+    def spoil(self):
         self.W0.grad = self.W0.grad.T.copy()
-        return dLdA_prev
 
 
 def _net(first, middle=None):
@@ -438,7 +440,7 @@ def test_gradcheck_leaves_the_model_unchanged(dtype, mode):
     model.backward_from(loss)
 
 
-class UserAffine:
+class UserAffine(UserModule):
     """A user's own layer with no chainrule base class: Z = A W + W0, only duck typing."""
 
     def __init__(self, m, n, seed=0, wrong=False):
@@ -446,10 +448,6 @@ class UserAffine:
         self.W = cr.Parameter(r.normal(size=(m, n)), "W")
         self.W0 = cr.Parameter(r.normal(size=(1, n)), "W0")
         self.wrong = wrong
-        self.training = True
-
-    def __call__(self, A):
-        return self.forward(A)
 
     def forward(self, A):
         self.A = A
@@ -460,41 +458,16 @@ class UserAffine:
         self.W0.grad = dLdZ.sum(axis=0, keepdims=True)
         return dLdZ @ self.W.data.T
 
-    def parameters(self):
-        return [self.W, self.W0]
 
-    def train(self):
-        self.training = True
-        return self
+class UserCube(UserModule):
+    """A user's own activation, f(z) = z³, f′(z) = 3z², with no parameters."""
 
-    def eval(self):
-        self.training = False
-        return self
-
-
-class UserCube:
-    """A user's own activation, f(z) = z³, f′(z) = 3z², with its parameters kept in a list."""
-
-    def __init__(self):
-        self._params = []
-
-    def __call__(self, Z):
+    def forward(self, Z):
         self.Z = Z
         return Z**3
 
-    forward = __call__
-
     def backward(self, dLdA):
         return dLdA * 3 * self.Z**2
-
-    def parameters(self):
-        return self._params
-
-    def train(self):
-        return self
-
-    def eval(self):
-        return self
 
 
 def test_gradcheck_works_on_a_users_module_alone():
@@ -506,6 +479,7 @@ def test_gradcheck_works_on_a_users_module_alone():
 
 
 def test_gradcheck_works_on_users_modules_inside_sequential():
+    assert not isinstance(UserCube(), cr.Module)
     model = cr.Sequential(UserAffine(3, 4), UserCube(), cr.Linear(4, 2, rng=0), cr.Tanh())
     report = cr.gradcheck(model, cr.SquareLoss(), _X, _Y)
     assert report.ok, str(report)

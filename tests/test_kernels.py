@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from cases import mlp, weights
 from chainrule import kernels
 from chainrule.optimizers import OPTIMIZERS
 
@@ -24,8 +25,7 @@ def test_kernels_were_built_where_required():
 def _run(on: bool, dtype, kind: str, **kwargs):
     """Weights and state after 30 Adam steps on fixed random gradients of three sizes,
     through a model's buffer, a list of parameters, or fit's propose/commit."""
-    model = cr.Sequential(cr.Linear(7, 5, rng=0, dtype=dtype), cr.ReLU(),
-                          cr.Linear(5, 3, rng=1, dtype=dtype))
+    model = mlp((7, 5, 3), out=None, dtype=dtype)
     opt, buffer, rng = cr.Adam(**kwargs), model.parameter_buffer, np.random.default_rng(3)
     with kernels.enabled(on):
         for _ in range(30):
@@ -38,7 +38,7 @@ def _run(on: bool, dtype, kind: str, **kwargs):
             else:
                 assert buffer.propose(opt) is None
                 buffer.commit()
-    return [p.data.copy() for p in model.parameters()], opt.state_dict()
+    return weights(model), opt.state_dict()
 
 
 @needs_adam

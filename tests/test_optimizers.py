@@ -10,8 +10,8 @@ import tracemalloc
 import numpy as np
 import pytest
 
+from cases import mlp, weights
 from chainrule.errors import ChainruleError, InputError
-from chainrule.layers import BatchNorm, Linear, ReLU, Sequential
 from chainrule.optimizers import (
     OPTIMIZERS,
     SGD,
@@ -43,6 +43,14 @@ STATE_NAMES = {
 
 def scalar(value=1.0, dtype=np.float64, name="W"):
     return Parameter(np.array([[value]], dtype=dtype), name)
+
+
+def stepped_once(opt):
+    """``opt`` after one step on a scalar W = 1 with gradient 1."""
+    p = scalar()
+    p.grad[...] = 1.0
+    opt.step([p])
+    return opt
 
 
 # --------------------------------------------------------------------------------------
@@ -163,15 +171,15 @@ def test_decreases_rosenbrock(name):
 # Weight decay: g + 2λW for "W" only, never touching p.grad.
 # --------------------------------------------------------------------------------------
 
-def mlp(rng=0):
-    return Sequential(Linear(3, 4, rng=rng, dtype=np.float64), BatchNorm(4, dtype=np.float64),
-                      ReLU(), Linear(4, 2, rng=rng, dtype=np.float64))
+def net():
+    """Weights ("W"), offsets ("W0") and BatchNorm's G and B: what weight decay must tell apart."""
+    return mlp((3, 4, 2), batch_norm=True, out=None, dtype=np.float64)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_weight_decay_is_2_lambda_W_on_weights_only(name):
     lam, rng = 0.05, np.random.default_rng(1)
-    decayed, reference = mlp(), mlp()
+    decayed, reference = net(), net()
     params, ref_params = decayed.parameters(), reference.parameters()
     for p, q in zip(params, ref_params, strict=True):
         p.grad[...] = q.grad[...] = rng.normal(size=p.grad.shape)
@@ -191,9 +199,9 @@ def test_weight_decay_is_2_lambda_W_on_weights_only(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_weight_decay_with_zero_gradient_moves_only_W(name):
-    model = mlp()
+    model = net()
     params = model.parameters()
-    before = [p.data.copy() for p in params]
+    before = weights(model)
     OPTIMIZERS[name](weight_decay=0.1).step(params)
     for p, b in zip(params, before, strict=True):
         if p.name == "W":
@@ -341,7 +349,7 @@ def run(opt, params, steps, seed):
 
 
 def twin_params():
-    return [p for p in mlp().parameters()], [p for p in mlp().parameters()]
+    return net().parameters(), net().parameters()
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -369,9 +377,7 @@ def test_rebuilt_from_state_dict_continues_exactly(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_holds_copies(name):
-    opt, p = OPTIMIZERS[name](), scalar()
-    p.grad[...] = 1.0
-    opt.step([p])
+    opt = stepped_once(OPTIMIZERS[name]())
     d = opt.state_dict()
     for a in d["state"][0].values():
         a[...] = 123.0
@@ -383,9 +389,7 @@ def test_state_dict_holds_copies(name):
 
 
 def test_state_dict_right_after_load_gives_the_loaded_state():
-    opt, p = Adam(), scalar()
-    p.grad[...] = 1.0
-    opt.step([p])
+    opt = stepped_once(Adam())
     d = opt.state_dict()
     fresh = Adam()
     fresh.load_state_dict(d)
@@ -429,10 +433,7 @@ def test_loaded_hyperparameters_are_checked_and_numbers_from_arrays_accepted():
 
 
 def _good():
-    opt, p = Adam(), scalar()
-    p.grad[...] = 1.0
-    opt.step([p])
-    return opt.state_dict()
+    return stepped_once(Adam()).state_dict()
 
 
 MALFORMED = [
@@ -458,10 +459,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize("what, mutate, match", MALFORMED, ids=[m[0] for m in MALFORMED])
 def test_malformed_state_dict_raises(what, mutate, match):
-    opt = Adam(lr=0.5)
-    p = scalar()
-    p.grad[...] = 1.0
-    opt.step([p])
+    opt = stepped_once(Adam(lr=0.5))
     before = opt.state_dict()
     with pytest.raises(InputError, match=match):
         opt.load_state_dict(mutate(_good()))

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chainrule as cr
-from cases import MODULE_IDS, MODULES
+from cases import MODULE_IDS, MODULES, UserModule, mlp, weights
 from chainrule import serialization
 from chainrule._files.integrity import digest
 from chainrule.errors import ChainruleError, ModelFileError
@@ -56,13 +56,15 @@ def every_module_model(dtype=np.float32) -> cr.Sequential:
 
 
 def small_model() -> cr.Sequential:
-    return cr.Sequential(cr.Linear(3, 4, rng=0), cr.BatchNorm(4), cr.LeakyReLU(0.2),
-                         cr.Dropout(0.1), cr.Linear(4, 2, rng=1), cr.Softmax())
+    """Linear(3, 4), BatchNorm(4), LeakyReLU(0.2), Dropout(0.1), Linear(4, 2), Softmax: the
+    hostile files below edit this architecture by module index."""
+    return mlp((3, 4, 2), act=lambda: cr.LeakyReLU(0.2), batch_norm=True, dropout=0.1)
 
 
-def stepped_adam(model, steps=2, **hyper) -> Adam:
-    opt = Adam(**hyper)
-    rng = np.random.default_rng(0)
+def stepped(model, opt, steps=2, seed=0):
+    """``opt`` after ``steps`` steps on ``model`` with standard-normal gradients drawn from
+    ``seed``."""
+    rng = np.random.default_rng(seed)
     for _ in range(steps):
         for p in model.parameters():
             p.grad[...] = rng.normal(size=p.data.shape)
@@ -123,7 +125,7 @@ def valid_file() -> bytes:
     model(np.random.default_rng(0).normal(size=(6, 3)))
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "m.safetensors")
-        save(model, path, optimizer=stepped_adam(model))
+        save(model, path, optimizer=stepped(model, Adam()))
         return Path(path).read_bytes()
 
 
@@ -170,12 +172,12 @@ def test_loaded_arrays_are_owned_and_writable(tmp_path):
         assert p.data.base is None or p.data.base.flags.owndata
         assert p.grad.shape == p.data.shape and not p.grad.any()
     copy(np.ones((4, 3)))  # BatchNorm updates its running statistics in place
-    stepped_adam(copy)  # optimizers update parameters in place
+    stepped(copy, Adam())  # optimizers update parameters in place
 
 
 def test_file_names_tensors_by_module_path(tmp_path):
     model = every_module_model()
-    save(model, tmp_path / "m.safetensors", optimizer=stepped_adam(model))
+    save(model, tmp_path / "m.safetensors", optimizer=stepped(model, Adam()))
     metadata, tensors = decode((tmp_path / "m.safetensors").read_bytes())
     assert {"modules.0.W", "modules.0.W0", "modules.1.G", "modules.1.running_mean",
             "modules.4.modules.0.W", "optimizer.state.0.exp_avg"} <= set(tensors)
@@ -186,23 +188,12 @@ def test_file_names_tensors_by_module_path(tmp_path):
     assert json.loads(metadata["optimizer"])["class"] == "Adam"
 
 
-class MyLayer:
-    def __call__(self, A):
+class MyLayer(UserModule):
+    def forward(self, A):
         return A
-
-    forward = __call__
 
     def backward(self, dLdA):
         return dLdA
-
-    def parameters(self):
-        return []
-
-    def train(self):
-        return self
-
-    def eval(self):
-        return self
 
 
 class MyReLU(cr.ReLU):
@@ -441,28 +432,19 @@ def test_new_file_gets_the_usual_permissions(tmp_path):
 
 
 # -- optimizers ----------------------------------------------------------------------------------
-def _continue(model, opt, steps=3):
-    rng = np.random.default_rng(42)
-    for _ in range(steps):
-        for p in model.parameters():
-            p.grad[...] = rng.normal(size=p.data.shape)
-        opt.step(model.parameters())
-    return [p.data.copy() for p in model.parameters()]
-
-
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 def test_optimizer_round_trip_continues_identically(tmp_path, name, dtype):
-    model = cr.Sequential(cr.Linear(3, 4, rng=0, dtype=dtype), cr.BatchNorm(4, dtype=dtype),
-                          cr.Tanh(), cr.Linear(4, 2, rng=1, dtype=dtype))
-    opt = OPTIMIZERS[name](lr=0.05, weight_decay=0.01)
-    _continue(model, opt, steps=2)
+    model = mlp((3, 4, 2), act=cr.Tanh, batch_norm=True, out=None, dtype=dtype)
+    opt = stepped(model, OPTIMIZERS[name](lr=0.05, weight_decay=0.01), seed=42)
     path = tmp_path / "m.safetensors"
     save(model, path, optimizer=opt)
     model2, opt2 = load(path), load_optimizer(path)
     assert type(opt2) is type(opt) and opt2.t == opt.t == 2
     assert opt2.hyperparameters() == opt.hyperparameters()
-    for a, b in zip(_continue(model, opt), _continue(model2, opt2), strict=True):
+    stepped(model, opt, 3, seed=42)
+    stepped(model2, opt2, 3, seed=42)
+    for a, b in zip(weights(model), weights(model2), strict=True):
         assert a.dtype == b.dtype == dtype
         np.testing.assert_array_equal(a, b)
 
@@ -483,7 +465,7 @@ def test_load_optimizer_without_optimizer(tmp_path):
 # -- checkpoints -------------------------------------------------------------------------------
 def test_checkpoint_round_trip(tmp_path):
     model = every_module_model(np.float64)
-    opt = stepped_adam(model)
+    opt = stepped(model, Adam())
     gen = np.random.default_rng(2**70)
     gen.random(5)
     dropout = model.modules[3]
@@ -543,7 +525,7 @@ def _checkpoint_bytes() -> bytes:
     model(np.random.default_rng(1).normal(size=(5, 3)))
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "c.safetensors")
-        save_checkpoint(path, model, stepped_adam(model), {"epoch": 3, "loss": [0.5]},
+        save_checkpoint(path, model, stepped(model, Adam()), {"epoch": 3, "loss": [0.5]},
                         {"best": np.arange(4.0)})
         return Path(path).read_bytes()
 

@@ -7,27 +7,8 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+from cases import assert_same_weights, blobs, mlp, weights
 from chainrule.training import evaluate
-
-
-def mlp(sizes=(4, 8, 3), rng=0, act=cr.ReLU, out=cr.Softmax, dtype=np.float32, init="he"):
-    rng = np.random.default_rng(rng)
-    modules = []
-    for m, n in zip(sizes[:-2], sizes[1:-1]):
-        modules += [cr.Linear(m, n, init=init, rng=rng, dtype=dtype), act()]
-    modules += [cr.Linear(sizes[-2], sizes[-1], rng=rng, dtype=dtype), out()]
-    return cr.Sequential(*modules)
-
-
-def blobs(n=60, d=4, k=3, rng=0):
-    rng = np.random.default_rng(rng)
-    y = rng.integers(0, k, n)
-    X = rng.normal(size=(n, d)) + 2.0 * np.eye(k, d)[y]
-    return X.astype(np.float32), y
-
-
-def weights(model):
-    return [p.data.copy() for p in model.parameters()]
 
 
 class Spy(cr.Identity):
@@ -59,13 +40,11 @@ def test_same_seed_gives_bit_identical_weights_and_history():
     X, y = blobs()
     runs = []
     for _ in range(2):
-        model = mlp(act=cr.Tanh)
-        model.modules.insert(2, cr.Dropout(0.3, rng=5))
+        model = mlp(act=cr.Tanh, dropout=0.3)
         h = cr.fit(model, cr.NLLM(), X, y, epochs=3, batch_size=8, rng=7, input_noise=0.1,
                    validation_split=0.2)
         runs.append((weights(model), h.history))
-    for a, b in zip(runs[0][0], runs[1][0]):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(runs[0][0], runs[1][0])
     assert {k: v for k, v in runs[0][1].items() if k != "time"} == \
         {k: v for k, v in runs[1][1].items() if k != "time"}
 
@@ -91,8 +70,7 @@ def test_batch_size_larger_than_the_data_means_the_whole_data():
     cr.fit(b, cr.NLLM(), X, y, optimizer=cr.SGD(), epochs=2, batch_size=1000, rng=0,
            callbacks=[rec])
     assert rec.steps == [0, 0]
-    for wa, wb in zip(weights(a), weights(b)):
-        np.testing.assert_array_equal(wa, wb)
+    assert_same_weights(a, b)
 
 
 def test_unshuffled_minibatches_follow_the_data_order():
@@ -138,8 +116,7 @@ def test_clip_grad_norm_leaves_small_gradients_alone():
     cr.fit(a, cr.NLLM(), X, y, optimizer=cr.SGD(), epochs=1, batch_size=None, rng=0)
     cr.fit(b, cr.NLLM(), X, y, optimizer=cr.SGD(), epochs=1, batch_size=None, rng=0,
            clip_grad_norm=1e6)
-    for wa, wb in zip(weights(a), weights(b)):
-        np.testing.assert_array_equal(wa, wb)
+    assert_same_weights(a, b)
 
 
 def test_early_stopping_runs_k_plus_1_plus_patience_epochs_and_restores_the_best():
@@ -160,8 +137,7 @@ def test_early_stopping_runs_k_plus_1_plus_patience_epochs_and_restores_the_best
     k = int(np.argmin(val_losses))
     assert h.stopped_early and h.best_epoch == k
     assert h.epochs == len(val_losses) == k + 1 + 3
-    for a, b in zip(weights(model), snapshots[k]):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(model, snapshots[k])
 
 
 def test_early_stopping_min_delta_and_no_restore():
@@ -227,8 +203,7 @@ def test_divergence_from_a_non_finite_gradient_names_the_first_bad_layer():
         cr.fit(model, cr.NLLM(), X, y, epochs=1, rng=0)
     assert "at epoch 0, step 0, layer 0" in str(info.value)
     assert "modules.0.W" in str(info.value)
-    for a, b in zip(weights(model), W):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(model, W)
 
 
 def test_callbacks_see_every_epoch_and_can_stop_training():
@@ -281,15 +256,13 @@ def test_ctrl_c_stops_after_a_complete_step_and_returns_the_history():
 
     h = cr.fit(model, cr.NLLM(), X, y, epochs=5, batch_size=4, callbacks=[CtrlC()], rng=0)
     assert h.interrupted and h.epochs == 1
-    for a, b in zip(weights(model), snap["w"]):  # exactly the state after step 2
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(model, snap["w"])  # exactly the state after step 2
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_predict_restores_mode_and_leaves_gradients_untouched():
     X, y = blobs(n=10)
-    model = mlp()
-    model.modules.insert(2, cr.Dropout(0.5, rng=0))
+    model = mlp(dropout=0.5)
     loss = cr.NLLM()
     loss(model(X), y)
     model.backward_from(loss)
@@ -362,8 +335,7 @@ def test_bad_input_is_rejected_before_any_update(bad, match):
     with pytest.raises(cr.ChainruleError, match=match) as info:
         cr.fit(model, cr.NLLM(), bad.get("X", X), bad.get("y", y), **kwargs)
     assert isinstance(info.value, ValueError)
-    for a, b in zip(weights(model), W):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(model, W)
 
 
 def test_nan_targets_are_rejected():
@@ -382,8 +354,7 @@ def test_binary_classification_with_nll():
 
 def test_a_one_row_last_batch_joins_the_previous_one_with_batchnorm():
     X, y = blobs(n=9)
-    model = cr.Sequential(cr.Linear(4, 6, rng=0), cr.BatchNorm(6), cr.ReLU(),
-                          cr.Linear(6, 3, rng=1), cr.Softmax())
+    model = mlp((4, 6, 3), batch_norm=True)
     rec = Recorder()
     h = cr.fit(model, cr.NLLM(), X, y, epochs=2, batch_size=4, callbacks=[rec], rng=0)
     assert rec.steps == [0, 1, 0, 1]  # batches of 4 and 5 rows, not 4, 4 and 1
@@ -401,8 +372,7 @@ def test_an_optimizer_copy_keeps_its_state():
     model2, opt2 = copy.deepcopy((model, opt))
     for m, o in ((model, opt), (model2, opt2)):
         cr.fit(m, cr.NLLM(), X, y, optimizer=o, epochs=1, rng=1)
-    for a, b in zip(weights(model), weights(model2)):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(model, model2)
 
 
 def test_a_non_finite_updated_weight_is_undone_and_named():
@@ -410,13 +380,12 @@ def test_a_non_finite_updated_weight_is_undone_and_named():
     X = rng.normal(size=(16, 3)).astype(np.float32)
     y = rng.normal(size=(16, 1)).astype(np.float32)
     for opt in (cr.SGD(lr=1e39), cr.Adam(lr=1e39)):
-        model = cr.Sequential(cr.Linear(3, 4, rng=0), cr.Tanh(), cr.Linear(4, 1, rng=1))
+        model = mlp((3, 4, 1), act=cr.Tanh, out=None)
         W = weights(model)
         with pytest.raises(cr.DivergenceError, match=r"at epoch 0, step 0, layer \d+ .*"
                                                      r"the updated weight is not finite"):
             cr.fit(model, cr.SquareLoss(), X, y, optimizer=opt, epochs=1, batch_size=None)
-        for a, b in zip(weights(model), W):
-            np.testing.assert_array_equal(a, b)
+        assert_same_weights(model, W)
 
 
 @pytest.mark.parametrize("steps", [1, 2, 3])
@@ -447,15 +416,13 @@ def test_fit_ends_with_the_weights_in_the_arrays_they_started_in(steps):
         opt.step(twin.parameters())
     model = mlp()
     cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=4, shuffle=False)
-    for a, b in zip(weights(model), weights(twin), strict=True):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(model, twin)
 
 
 def test_divergence_also_restores_batchnorm_running_statistics():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(16, 3)).astype(np.float32)
-    model = cr.Sequential(cr.Linear(3, 4, rng=0), cr.BatchNorm(4), cr.ReLU(),
-                          cr.Linear(4, 1, rng=1))
+    model = mlp((3, 4, 1), batch_norm=True, out=None)
     bn = model.modules[1]
     seen = {}
 
@@ -486,8 +453,7 @@ def test_ctrl_c_at_the_end_of_an_epoch_takes_no_further_step():
     h = cr.fit(model, cr.NLLM(), X, y, epochs=5, batch_size=4, callbacks=CtrlCAtEpochEnd(),
                rng=0)
     assert h.interrupted and h.epochs == 2
-    for a, b in zip(weights(model), snap["w"]):
-        np.testing.assert_array_equal(a, b)
+    assert_same_weights(model, snap["w"])
 
 
 @pytest.mark.parametrize("optimizer", ["adam", cr.Adam])
