@@ -92,6 +92,18 @@ def test_nllm_labels_and_one_hot_agree():
         np.testing.assert_allclose(a.backward(), b.backward(), rtol=1e-14)
 
 
+@pytest.mark.parametrize("reduction, n", [("mean", 5), ("sum", 1)])
+def test_nllm_fused_gradient_is_a_minus_y_for_labels_and_one_hot(reduction, n):
+    # Concept 19: dL/dZ = (A − Y)/n after a softmax, whichever form the labels take.
+    A = cr.Softmax()(np.random.default_rng(1).normal(size=(5, 3)))
+    y = np.array([2, 0, 1, 1, 0])
+    for Y in (y, np.eye(3)[y]):
+        loss = cr.NLLM(reduction=reduction)
+        loss(A, Y)
+        np.testing.assert_allclose(loss.fused_backward(), (A - np.eye(3)[y]) / n,
+                                   rtol=1e-14, atol=1e-17)
+
+
 def test_losses_keep_a_python_float_and_accept_lists():
     loss = cr.SquareLoss()
     assert loss([[1.0], [2.0]], [1.0, 1.0]) == 0.5

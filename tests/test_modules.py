@@ -393,6 +393,42 @@ def test_sigmoid_and_tanh_do_not_overflow_at_large_z(name, dtype):
     assert A.dtype == dtype
 
 
+INF = np.inf
+
+# f(z) and f′(z) at z = −∞, −1, 0, 1, +∞, as the notes define them (6.31, 6.34, 6.35; leaky
+# ReLU with alpha = 0.01): the infinities are the limits of the finite values beside them.
+PIECEWISE = {
+    "Step": ([0, 0, 1, 1, 1], [0, 0, 0, 0, 0]),
+    "ReLU": ([0, 0, 0, 1, INF], [0, 0, 1, 1, 1]),
+    "LeakyReLU": ([-INF, -0.01, 0, 1, INF], [0.01, 0.01, 1, 1, 1]),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", sorted(PIECEWISE))
+def test_piecewise_activations_at_the_infinities(name, dtype):
+    # ReLU(−∞) is max(0, −∞) = 0, not a NaN from −∞ · 0; no operation may warn on the way.
+    Z = np.array([[-INF, -1.0, 0.0, 1.0, INF]], dtype)
+    f = ACTIVATIONS[name]()
+    with np.errstate(all="raise"):
+        A = f(Z)
+        dLdZ = f.backward(np.ones_like(Z))
+    A_expected, derivative = PIECEWISE[name]
+    np.testing.assert_array_equal(A, np.array([A_expected], dtype))
+    np.testing.assert_array_equal(dLdZ, np.array([derivative], dtype))
+    assert A.dtype == dLdZ.dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_keeps_nan_and_passes_no_gradient_below_zero(dtype):
+    # NaN stays NaN (fit then reports it); a finite dLdA below zero becomes exactly 0.
+    f = cr.ReLU()
+    A = f(np.array([[np.nan, -2.0, 3.0]], dtype))
+    assert np.isnan(A[0, 0]) and A[0, 1] == 0 and A[0, 2] == 3
+    np.testing.assert_array_equal(f.backward(np.array([[5.0, 7.0, 11.0]], dtype)),
+                                  np.array([[0, 0, 11]], dtype))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sigmoid_keeps_relative_precision_for_very_negative_z(dtype):
     # σ(−30) = e^(−30)/(1 + e^(−30)) ≈ 9.357623e-14; 1 − σ(30) would round to 0.

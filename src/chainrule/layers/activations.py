@@ -41,18 +41,16 @@ class Step(Module):
 
 
 class ReLU(Module):
-    """f(z) = max(0, z) = z · step(z); f′(z) = step(z): 1 where z ≥ 0, else 0.
+    """f(z) = max(0, z); f′(z) = step(z): 1 where z ≥ 0, else 0 (notes' 6.34, 6.35).
 
-    Caches ``step(Z)`` as 0s and 1s in Z's dtype, all that backward needs; forward and
-    backward are then one product each (``np.maximum`` is twice as slow as a product, and
-    a boolean mask makes every product convert it). As ``z · step(z)``, f(−∞) is NaN
-    rather than 0, and NaN stays NaN.
+    Caches ``step(Z)`` as booleans (``Z ≥ 0``), all that backward needs. f(−∞) = 0 and
+    f(NaN) = NaN.
     """
 
     def forward(self, Z):
         Z = _float(Z)
-        self.mask = (Z >= 0).astype(Z.dtype)  # step(Z)
-        return Z * self.mask
+        self.mask = Z >= 0  # step(Z)
+        return np.maximum(Z, 0)
 
     def backward(self, dLdA):
         return dLdA * self.mask
@@ -92,10 +90,8 @@ class Sigmoid(Module):
     def forward(self, Z):
         Z = _float(Z)
         E = np.exp(-np.abs(Z))  # in (0, 1]: never overflows
-        A = np.where(Z >= 0, 1, E)
-        A /= 1 + E
-        self.A = A
-        return A
+        self.A = np.where(Z >= 0, 1, E) / (1 + E)
+        return self.A
 
     def backward(self, dLdA):
         A = self.A
@@ -126,11 +122,8 @@ class Softmax(Module):
         if Z.ndim != 2:  # rows are samples; say so instead of NumPy's axis error
             check_matrix(repr(self), Z)
         Z = _float(Z)
-        # np.maximum.reduce / np.add.reduce are Z.max / E.sum without their wrappers' cost,
-        # which is most of the time on small batches
-        E = Z - np.maximum.reduce(Z, axis=1, keepdims=True)
-        np.exp(E, out=E)
-        E /= np.add.reduce(E, axis=1, keepdims=True)
+        E = np.exp(Z - Z.max(axis=1, keepdims=True))
+        E /= E.sum(axis=1, keepdims=True)
         self.A = E
         return E
 

@@ -25,6 +25,7 @@ class BatchNorm(Module):
         dLdG = Σ_rows dLdA * Z̄,   dLdB = Σ_rows dLdA
         dLdZ̄ = dLdA * G
         dLdZ = (dLdZ̄ − mean(dLdZ̄) − Z̄ * mean(dLdZ̄ * Z̄)) / sqrt(σ² + eps)
+             = G / sqrt(σ² + eps) * (dLdA − mean(dLdA) − Z̄ * mean(dLdA * Z̄))
 
     Running statistics, updated in each training forward::
 
@@ -34,6 +35,9 @@ class BatchNorm(Module):
     convention: ``momentum`` is the weight of the *new* batch (as in PyTorch), the opposite
     of the usual momentum in optimizers. Eval mode normalises with the running statistics,
     which backward treats as constants. A training batch needs at least 2 rows.
+
+    ``mean`` and ``Σ_rows`` are over the b rows of the batch, taken by ``mean_rows`` and
+    ``sum_rows`` (see ``_rows``).
 
     Parameters
     ----------
@@ -70,38 +74,29 @@ class BatchNorm(Module):
                     f"batch statistics, got array of shape {Z.shape}"
                 )
             mu = mean_rows(Z)
-            Zbar = Z - mu
-            var = mean_rows(Zbar * Zbar)
+            D = Z - mu
+            var = mean_rows(D * D)  # biased: over b
             m = self.momentum
-            self.running_mean *= 1 - m
-            self.running_mean += m * mu
-            self.running_var *= 1 - m
-            self.running_var += (m * b / (b - 1)) * var
+            self.running_mean[...] = (1 - m) * self.running_mean + m * mu
+            self.running_var[...] = (1 - m) * self.running_var + (m * b / (b - 1)) * var
         else:
-            Zbar = Z - self.running_mean
+            D = Z - self.running_mean
             var = self.running_var
-        self.inv_std = 1 / np.sqrt(var + dtype.type(self.eps))
-        Zbar *= self.inv_std
-        self.Zbar = Zbar
-        A = Zbar * self.G.data
-        A += self.B.data
-        return A
+        self.inv_std = 1 / np.sqrt(var + dtype.type(self.eps))  # 1 / sqrt(σ² + eps)
+        self.Zbar = D * self.inv_std
+        return self.G.data * self.Zbar + self.B.data
 
     def backward(self, dLdA):
         Zbar, inv_std, G = self.Zbar, self.inv_std, self.G.data
         dLdG = sum_rows(dLdA * Zbar, out=self.G.grad)  # Σ_rows dLdA * Z̄
         dLdB = sum_rows(dLdA, out=self.B.grad)  # Σ_rows dLdA
-        k = G * inv_std  # dLdZ̄ / √(σ² + eps) = dLdA * k
         if not self.training:  # running statistics are constants
-            return dLdA * k
-        # With dLdZ̄ = dLdA * G: mean(dLdZ̄) = G dLdB / b and mean(dLdZ̄ Z̄) = G dLdG / b, so
-        # dLdZ = dLdA * k − (dLdB + Z̄ * dLdG) * k / b: three passes over (b, n) arrays.
-        k_b = k / dLdA.shape[0]
-        T = Zbar * (dLdG * k_b)
-        T += dLdB * k_b
-        dLdZ = dLdA * k
-        dLdZ -= T
-        return dLdZ
+            return dLdA * (G * inv_std)
+        # The formula above with G, constant over the rows, taken out of the bracket.
+        b = len(dLdA)
+        mean_dLdA = dLdB / b  # mean(dLdA) = Σ_rows dLdA / b
+        mean_dLdA_Zbar = dLdG / b  # mean(dLdA * Z̄)
+        return G * inv_std * (dLdA - mean_dLdA - Zbar * mean_dLdA_Zbar)
 
     def config(self):
         return {"n": self.n, "eps": self.eps, "momentum": self.momentum,

@@ -10,7 +10,6 @@ from ..errors import InputError
 from ..init import VARIANCE, init_weights
 from ..module import Module
 from ..parameter import Parameter
-from ._rows import sum_rows
 
 
 class Linear(Module):
@@ -66,9 +65,7 @@ class Linear(Module):
         if A_prev.dtype != W.dtype:
             A_prev = A_prev.astype(W.dtype)
         self.A_prev = A_prev  # backward needs it for dLdW
-        Z = A_prev @ W
-        Z += self.W0.data
-        return Z
+        return A_prev @ W + self.W0.data
 
     def backward(self, dLdZ: np.ndarray) -> np.ndarray:
         self.backward_params(dLdZ)  # dLdW and dLdW0
@@ -76,9 +73,10 @@ class Linear(Module):
 
     def backward_params(self, dLdZ: np.ndarray) -> None:
         """``dLdW`` and ``dLdW0`` only (``backward`` without ``dLdA_prev``): all that a first
-        layer, whose input is the data, needs."""
-        np.matmul(self.A_prev.T, dLdZ, out=self.W.grad)
-        sum_rows(dLdZ, out=self.W0.grad)
+        layer, whose input is the data, needs. Both are written into the existing ``.grad``
+        arrays (``out=``), which may be views into one buffer of all gradients."""
+        np.matmul(self.A_prev.T, dLdZ, out=self.W.grad)  # dLdW = A_prevᵀ dLdZ
+        dLdZ.sum(axis=0, keepdims=True, out=self.W0.grad)  # dLdW0 = Σ_rows dLdZ
 
     def config(self) -> dict:
         return {"m": self.m, "n": self.n, "init": self.init, "dtype": self.W.data.dtype.name}
