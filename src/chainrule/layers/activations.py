@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_float, check_matrix
+from .._validate import check_float, check_matrix
 from ..module import Module
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_dtype, check_float, check_matrix, check_positive_int
+from .._validate import check_dtype, check_float, check_matrix, check_positive_int
 from ..errors import InputError
 from ..module import Module
 from ..parameter import Parameter

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from .._checks import check_float
 from .._rng import as_generator
+from .._validate import check_float
 from ..module import Module
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_dtype, check_matrix, check_positive_int
 from .._rng import as_generator
+from .._validate import check_dtype, check_matrix, check_positive_int
 from ..errors import InputError
 from ..init import VARIANCE, init_weights
 from ..module import Module
