@@ -41,7 +41,7 @@ class Step(Module):
 
 
 class ReLU(Module):
-    """f(z) = max(0, z); f′(z) = step(z): 1 where z ≥ 0, else 0 (notes' 6.34, 6.35).
+    """f(z) = max(0, z); f′(z) = step(z): 1 where z ≥ 0, else 0 (the notes' (6.34) and (6.35)).
 
     Caches ``step(Z)`` as booleans (``Z ≥ 0``), all that backward needs. f(−∞) = 0 and
     f(NaN) = NaN.
