@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from cases import mlp, weights
+from cases import UserModule, blobs, mlp, weights
 from chainrule.buffer import ParameterBuffer, Parameters, store_for
 from chainrule.optimizers import OPTIMIZERS
 
@@ -141,3 +141,105 @@ def test_buffer_requires_what_it_says():
     assert ParameterBuffer.build([]) is None
     p = cr.Parameter(np.zeros(2, np.int64), "W")
     assert ParameterBuffer.build([("W", p)]) is None
+
+
+class Tee:
+    """An optimizer seen by fit only through ``.step``: fit then steps it one parameter at a
+    time, through ``Parameters``, the reference the buffer path must agree with."""
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+
+    def step(self, params):
+        self.optimizer.step(params)
+
+
+class RebindingAffine(UserModule):
+    """A user's layer whose backward assigns new gradient arrays instead of filling them."""
+
+    def __init__(self, m, n):
+        rng = np.random.default_rng(0)
+        self.W = cr.Parameter(rng.normal(size=(m, n)).astype(np.float32), "W")
+        self.W0 = cr.Parameter(np.zeros((1, n), np.float32), "W0")
+
+    def forward(self, A):
+        self.A = A
+        return A @ self.W.data + self.W0.data
+
+    def backward(self, dLdZ):
+        self.W.grad = self.A.T @ dLdZ
+        self.W0.grad = dLdZ.sum(axis=0, keepdims=True)
+        return dLdZ @ self.W.data.T
+
+
+def test_fit_takes_back_gradients_and_weights_rebound_during_training():
+    X, y = blobs(n=40)
+    zeros = {}
+
+    class Reset:  # a callback that assigns new weights to the last layer after step 0
+        def __init__(self, model):
+            self.model = model
+
+        def on_step_end(self, step, logs):
+            if step == 0 and logs["epoch"] == 0:
+                W = self.model.modules[2].W
+                W.data = zeros.setdefault(id(self), np.zeros_like(W.data))
+
+    runs = []
+    for optimizer in (cr.Adam(lr=0.01), Tee(cr.Adam(lr=0.01))):
+        model = cr.Sequential(RebindingAffine(4, 8), cr.Tanh(), cr.Linear(8, 3, rng=1),
+                              cr.Softmax())
+        assert model.parameter_buffer is not None
+        before = model.modules[0].W.data.copy()
+        h = cr.fit(model, cr.NLLM(), X, y, optimizer=optimizer, epochs=3, rng=0,
+                   callbacks=[Reset(model)], progress=False)
+        assert not np.array_equal(model.modules[0].W.data, before)  # the user's layer trained
+        runs.append((model, h))
+    (a, ha), (b, hb) = runs
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        np.testing.assert_allclose(p.data, q.data, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ha.grad_norms["modules.0.W"], hb.grad_norms["modules.0.W"],
+                               rtol=1e-5)
+
+
+def test_a_parameter_rebound_to_another_shape_is_refused_or_rebuilt():
+    model = net()
+    X, y = blobs(n=16, d=5)
+
+    class Grow:
+        def on_step_end(self, step, logs):
+            model.modules[3].W0.data = np.zeros((1, 3))  # float64 in a float32 model
+
+    expected = r"modules\.3\.W0 to keep its shape \(1, 3\) and dtype float32"
+    with pytest.raises(cr.ChainruleError, match=expected):
+        cr.fit(model, cr.NLLM(), X, y, epochs=1, batch_size=4, callbacks=[Grow()], rng=0,
+               progress=False)
+    model = net()
+    old = model.parameter_buffer
+    model.modules[3] = cr.Linear(7, 4, rng=0)  # another shape: a new buffer, not an error
+    model.modules[4:] = [cr.Softmax()]
+    assert model.parameter_buffer is not old and model.parameter_buffer.shapes[-2] == (7, 4)
+
+
+def test_fit_calls_a_subclass_step_and_gives_a_subclass_update_each_parameter():
+    X, y = blobs(n=16)
+    calls, shapes = [], []
+
+    class Counted(cr.SGD):
+        def step(self, params):
+            calls.append(len(params))
+            super().step(params)
+
+    class Normalised(cr.SGD):  # needs each parameter's own array: its shape and its norm
+        def _update(self, W, g, state, eta):
+            shapes.append(W.shape)
+            W -= eta * g / max(np.linalg.norm(g), 1e-12)
+
+    model = mlp()
+    cr.fit(model, cr.NLLM(), X, y, optimizer=Counted(), epochs=1, batch_size=8, rng=0,
+           progress=False)
+    assert calls == [4, 4]
+    cr.fit(model, cr.NLLM(), X, y, optimizer=Normalised(lr=0.1), epochs=1, batch_size=16,
+           rng=0, progress=False)
+    assert shapes == [p.data.shape for p in model.parameters()]
+    assert not Normalised.elementwise and cr.Adam.elementwise

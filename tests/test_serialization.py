@@ -607,3 +607,20 @@ def test_a_signed_file_with_nan_weights_is_refused_on_load(tmp_path, valid_file)
     path.write_bytes(signed(metadata, tensors))  # a valid digest: only the values are wrong
     with pytest.raises(ModelFileError, match="finite"):
         load(path)
+
+
+def test_optimizer_state_is_saved_in_the_models_order_whatever_order_it_was_stepped(tmp_path):
+    model = cr.Sequential(cr.Linear(3, 4, rng=0), cr.ReLU(), cr.Linear(4, 2, rng=1))
+    params = model.parameters()
+    opt = cr.Adam()
+    for p in params:
+        p.grad[...] = np.random.default_rng(0).normal(size=p.grad.shape)
+    opt.step(params[2:])  # the head first, then everything
+    opt.step(params)
+    cr.save(model, tmp_path / "m.safetensors", optimizer=opt)
+    expected = opt.state_dict(params)["state"]  # entry i: the state of model parameter i
+    got = cr.load_optimizer(tmp_path / "m.safetensors").state_dict()["state"]
+    for e, g in zip(expected, got, strict=True):
+        assert e.keys() == g.keys() == {"exp_avg", "exp_avg_sq"}
+        for k in e:
+            np.testing.assert_array_equal(e[k], g[k])

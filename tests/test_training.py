@@ -461,3 +461,18 @@ def test_fit_wants_an_optimizer_instance(optimizer):
     X, y = blobs(n=8)
     with pytest.raises(ValueError, match=r"optimizer instance such as cr.Adam"):
         cr.fit(mlp(), cr.NLLM(), X, y, optimizer=optimizer)
+
+
+def test_ctrl_c_in_a_callback_returns_the_history_so_far():
+    X, y = blobs(n=40)
+    model = mlp()
+
+    class CtrlC:
+        def on_step_end(self, step, logs):
+            if logs["epoch"] == 1 and step == 2:
+                raise KeyboardInterrupt
+
+    h = cr.fit(model, cr.NLLM(), X, y, epochs=5, batch_size=4, callbacks=[CtrlC()], rng=0,
+               progress=False)
+    assert h.interrupted and h.epochs == 2  # as with a real Ctrl-C: the epoch so far counts
+    assert all(np.isfinite(w).all() for w in weights(model))

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from ._validate import all_finite
+from .errors import InputError
 from .module import named_parameters
 from .parameter import Parameter
 
@@ -52,11 +53,13 @@ class ParameterBuffer:
     def __init__(self, named: list[tuple[str, Parameter]]):
         self.paths = [path for path, _ in named]
         self.params = [p for _, p in named]
+        self.shapes = [p.data.shape for p in self.params]
         dtype = self.params[0].data.dtype
         size = sum(p.data.size for p in self.params)
         self.data, self.grad = np.empty(size, dtype), np.empty(size, dtype)
         self.decay = np.concatenate([np.full(p.data.size, p.decayed, dtype)
                                      for p in self.params])
+        self._proposal = None
         self.gather()
 
     @classmethod
@@ -76,9 +79,10 @@ class ParameterBuffer:
         """Views into the flat array ``flat`` (of ``data``'s size), one per parameter, each
         of that parameter's shape: the buffer's layout applied to another array."""
         views, start = [], 0
-        for p in self.params:
-            views.append(flat[start:start + p.data.size].reshape(p.data.shape))
-            start += p.data.size
+        for shape in self.shapes:
+            size = math.prod(shape)
+            views.append(flat[start:start + size].reshape(shape))
+            start += size
         return views
 
     def intact(self) -> bool:
@@ -87,20 +91,43 @@ class ParameterBuffer:
         return (all(p.data is v for p, v in zip(self.params, self._views))
                 and all(p.grad is v for p, v in zip(self.params, self._grad_views)))
 
+    def fits(self, params: list[Parameter]) -> bool:
+        """Are ``params`` the buffer's own, in order, each of the shape and dtype it holds?"""
+        return (len(params) == len(self.params)
+                and all(p is q for p, q in zip(params, self.params))
+                and all(p.data.shape == shape and p.data.dtype == self.data.dtype
+                        and p.grad.shape == shape for p, shape in zip(params, self.shapes)))
+
     def gather(self) -> None:
         """Copy each parameter's current arrays into the buffer and point it there."""
         self._views, self._grad_views = self.views(self.data), self.views(self.grad)
-        self._proposal = self._proposal_views = None
+        if self._proposal is not None:
+            self._proposal_views = self.views(self._proposal)
         for p, W, g in zip(self.params, self._views, self._grad_views):
             W[...], g[...] = p.data, p.grad
             p.data, p.grad = W, g
 
+    def sync(self) -> None:
+        """Take back arrays rebound since the last step (a user's ``backward`` that assigns
+        ``p.grad = ...``, a callback that assigns ``p.data = ...``), so that the step uses
+        them; a parameter rebound to another shape or dtype is an error."""
+        if self.intact():
+            return
+        for path, p, shape in zip(self.paths, self.params, self.shapes):
+            if p.data.shape != shape or p.grad.shape != shape or p.data.dtype != self.data.dtype:
+                raise InputError(f"fit expected parameter {path} to keep its shape {shape} and "
+                                 f"dtype {self.data.dtype}, got data of shape {p.data.shape} "
+                                 f"and dtype {p.data.dtype}, grad of shape {p.grad.shape}")
+        self.gather()
+
     def __getstate__(self) -> dict:
         # The views are derived from data and grad; a copy derives its own (see gather).
-        return {k: getattr(self, k) for k in ("paths", "params", "data", "grad", "decay")}
+        return {k: getattr(self, k)
+                for k in ("paths", "params", "shapes", "data", "grad", "decay")}
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._proposal = None
         for name in ("data", "grad", "decay"):  # unpickled arrays may be read-only memmaps
             setattr(self, name, np.require(getattr(self, name), requirements="W"))
         self.gather()
@@ -187,6 +214,9 @@ class Parameters:
         for saved, p in zip(self._saved, self.params):
             np.copyto(p.data, saved)
 
+    def sync(self) -> None:
+        """Each step reads the parameters' arrays as they are: nothing to take back."""
+
     def commit(self) -> None:
         """The weights were updated in place: nothing is left to do."""
 
@@ -197,10 +227,10 @@ class Parameters:
 
 def store_for(model, optimizer) -> ParameterBuffer | Parameters:
     """The store ``fit`` trains ``model`` through: the model's own ``parameter_buffer`` when
-    it has one (a ``Sequential`` whose parameters share a dtype) and the optimizer is one of
-    chainrule's, else :class:`Parameters`."""
+    it has one (a ``Sequential`` whose parameters share a dtype) and the optimizer's update
+    works weight by weight (``Optimizer.elementwise``), else :class:`Parameters`."""
     buffer = getattr(model, "parameter_buffer", None)
-    if buffer is not None and hasattr(optimizer, "_step_into"):
+    if buffer is not None and getattr(optimizer, "elementwise", False):
         return buffer
     return Parameters(named_parameters(model))
 

@@ -115,6 +115,17 @@ class Optimizer:
 
     _hyper: tuple[str, ...] = ()
     _state_names: tuple[str, ...] = ()
+    # Does the update work weight by weight, so that it may run once over a model's whole
+    # ParameterBuffer? chainrule's optimizers do. A subclass elsewhere that writes its own
+    # step or _update may need each parameter's own array (its shape, its norm): it is
+    # stepped one parameter at a time unless it sets elementwise = True itself.
+    elementwise = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = "step" in cls.__dict__ or "_update" in cls.__dict__
+        if own and "elementwise" not in cls.__dict__ and cls.__module__ != __name__:
+            cls.elementwise = False
 
     def __init__(self, lr: LearningRate, weight_decay: float = 0.0, **hyper: float):
         owner = type(self).__name__
@@ -186,7 +197,9 @@ class Optimizer:
         if self._loaded is not None:
             self._attach(params)
         if isinstance(params, ParameterBuffer):
-            return [(params.data, params.grad, params.decay, self._state_of(params))]
+            if self.elementwise:
+                return [(params.data, params.grad, params.decay, self._state_of(params))]
+            params = params.params
         return [(p.data, p.grad, float(p.decayed), self._state_of(p)) for p in params]
 
     # -- per-parameter state -----------------------------------------------------------
@@ -227,18 +240,22 @@ class Optimizer:
         hyper["weight_decay"] = self.weight_decay
         return hyper
 
-    def state_dict(self) -> dict:
+    def state_dict(self, params: Sequence[Parameter] | None = None) -> dict:
         """Hyper-parameters, ``t`` and per-parameter state as plain numbers and array copies.
 
-        ``"state"`` has one dict per parameter, in the order the parameters were first given
-        to :meth:`step`, mapping state names (e.g. ``"exp_avg"``) to arrays; it is empty for
-        an optimizer without state (SGD). A callable ``lr`` is stored as ``None``.
+        ``"state"`` has one dict per parameter, mapping state names (e.g. ``"exp_avg"``) to
+        arrays (empty dicts for SGD, which has no state): in the order the parameters were
+        first stepped, or, with ``params`` (a model's parameters), in their order, with an
+        empty dict for a parameter never stepped. A callable ``lr`` is stored as ``None``.
         """
         if self._loaded is not None:
             state = [{k: a.copy() for k, a in s.items()} for s in self._loaded]
         else:
-            state = [{k: a.copy() for k, a in s.items()}
-                     for key in self.state for _, s in _per_parameter(key, self.state[key])]
+            pairs = [pair for key in self.state for pair in _per_parameter(key, self.state[key])]
+            if params is not None:
+                found = dict(pairs)
+                pairs = [(p, found.get(p, {})) for p in params]
+            state = [{k: a.copy() for k, a in s.items()} for _, s in pairs]
         return {"hyper": self.hyperparameters(), "t": self.t, "state": state}
 
     def load_state_dict(self, d: dict) -> None:

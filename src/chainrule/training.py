@@ -140,8 +140,11 @@ class _Run:
                     tally.add(value, A, Yb, norms)
                     if bar is not None:
                         bar.update(1, {"loss": tally.mean_loss})
-                    for cb in step_callbacks:
-                        cb.on_step_end(step, {"loss": value, "epoch": epoch})
+                    try:
+                        for cb in step_callbacks:
+                            cb.on_step_end(step, {"loss": value, "epoch": epoch})
+                    except KeyboardInterrupt:  # from a callback: the step itself is complete
+                        interrupted[0] = True
                     if interrupted[0]:
                         break
                 figures = self._end_epoch(epoch, tally, validation, t0, bar)
@@ -233,6 +236,7 @@ class _Step:
             A = self.model.forward(Xb)
             value = self.loss.forward(A, Yb)
             self.backward(self.loss)
+            self.store.sync()  # arrays a backward (or a callback) rebound since the last step
             norms = self.store.grad_norms()
             if not (math.isfinite(value) and math.isfinite(np.add.reduce(norms))):
                 bad = [path for path, v in zip(self.store.paths, norms) if not math.isfinite(v)]

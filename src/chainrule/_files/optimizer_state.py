@@ -29,8 +29,8 @@ def describe(optimizer, params: list) -> tuple[dict, dict[str, np.ndarray]]:
             f"save can store only chainrule's optimizers ({', '.join(sorted(OPTIMIZERS))}), "
             f"got {type(optimizer).__qualname__}"
         )
-    d = optimizer.state_dict()
-    state = list(d["state"])
+    d = optimizer.state_dict(params)  # in the model's order, whatever order it was stepped in
+    state = list(d["state"]) if any(d["state"]) else []
     if len(state) not in (0, len(params)):
         raise InputError(
             f"save expected an optimizer with state for the model's {len(params)} parameters, "

@@ -117,10 +117,11 @@ class Sequential:
         cannot share one array (mixed dtypes, a parameter used twice, none at all).
 
         Parameters whose arrays were rebound since (a deep copy of the model, an assignment
-        to ``p.data``) are gathered back into it; a changed list of modules gets a new one.
+        to ``p.data``) are gathered back into it; a changed list of modules, or a parameter of
+        another shape or dtype, gets a new one.
         """
         buffer, params = self._buffer, self.parameters()
-        if buffer is not None and buffer.params == params and ParameterBuffer.can_hold(params):
+        if buffer is not None and buffer.fits(params):
             if not buffer.intact():
                 buffer.gather()
             return buffer
