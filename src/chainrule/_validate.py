@@ -130,15 +130,20 @@ def all_finite(W: np.ndarray) -> bool:
     return math.isfinite(W.min()) and math.isfinite(W.max())
 
 
+def as_number(value):
+    """A 0-d array (as a checkpoint may hold) as its Python number; anything else unchanged."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return value.item()
+    return value
+
+
 def check_state_dict(owner: str, d, hyper_names: list[str], state_names: tuple[str, ...]):
     """An optimizer's ``state_dict()`` as ``(hyper, t, [per-parameter state])``, its
     structure checked (each hyper-parameter's range is the optimizer's to check)."""
     if not isinstance(d, dict) or set(d) != {"hyper", "t", "state"}:
         got = sorted(d) if isinstance(d, dict) else type(d).__name__
         raise InputError(f"{owner} expected a dict with keys ['hyper', 'state', 't'], got {got}")
-    hyper, t, state = d["hyper"], d["t"], d["state"]
-    if isinstance(t, np.ndarray) and t.ndim == 0:
-        t = t.item()
+    hyper, t, state = d["hyper"], as_number(d["t"]), d["state"]
     if not isinstance(hyper, dict) or sorted(hyper) != sorted(hyper_names):
         got = sorted(hyper) if isinstance(hyper, dict) else type(hyper).__name__
         raise InputError(f"{owner} expected hyper-parameters {sorted(hyper_names)}, got {got}")

@@ -58,7 +58,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from . import kernels
-from ._validate import check_loaded_state, check_state_dict
+from ._validate import as_number, check_loaded_state, check_state_dict
 from .buffer import ParameterBuffer
 from .errors import InputError
 from .parameter import Parameter
@@ -68,16 +68,9 @@ LearningRate = float | Callable[[int], float]
 _DECAY_RATES = ("beta", "beta1", "beta2", "rho")  # each in [0, 1)
 
 
-def _as_number(value):
-    """A 0-d array (as a checkpoint may hold) as its Python number; anything else unchanged."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        return value.item()
-    return value
-
-
 def _check_hyper(owner: str, name: str, value) -> float:
     """``value`` as a float, checked against the range of hyper-parameter ``name``."""
-    value = _as_number(value)
+    value = as_number(value)
     real = isinstance(value, numbers.Real) and not isinstance(value, bool)
     finite = real and math.isfinite(value)
     if name in _DECAY_RATES:
@@ -184,7 +177,7 @@ class Optimizer:
     def _scheduled(self, t: int) -> float:
         """``lr(t)`` of a step-size schedule, checked."""
         eta = self.lr(t)
-        value = _as_number(eta)
+        value = as_number(eta)
         if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
                 and math.isfinite(value) and value >= 0):
             raise InputError(f"{type(self).__name__} expected the schedule lr={self.lr!r} to "

@@ -98,9 +98,8 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     if _history is None and early_stopping is not None:
         early_stopping.reset()
     run = _Run(model, loss, optimizer, as_generator(rng), early_stopping, list(callbacks),
-               checkpoint, _history or History())
-    run.batches = _batches(len(X), batch_size, model)
-    run.bar = _progress.wanted(progress)
+               checkpoint, _history or History(), _batches(len(X), batch_size, model),
+               _progress.wanted(progress))
     return run.epochs(X, Y, validation, epochs, shuffle, input_noise, clip_grad_norm)
 
 
@@ -108,10 +107,11 @@ class _Run:
     """One call of ``fit``: the loop over epochs and steps, and what happens after each."""
 
     def __init__(self, model, loss, optimizer, rng, early_stopping, callbacks, checkpoint,
-                 history):
+                 history, batches: list[tuple[int, int]], bar: bool):
         self.model, self.loss, self.optimizer, self.rng = model, loss, optimizer, rng
         self.early_stopping, self.callbacks = early_stopping, callbacks
         self.checkpoint, self.history = checkpoint, history
+        self.batches, self.bar = batches, bar  # (start, end) of each batch; show a bar?
         self.store = store_for(model, optimizer)
 
     def epochs(self, X, Y, validation, epochs, shuffle, input_noise, clip_grad_norm):
