@@ -17,7 +17,10 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CASES = {  # script: lines or fragments its output must contain
     "two_neuron_backprop.py": ["hand and chainrule agree: True", "gradcheck: max relative error",
                                "(ok)", "< old loss"],
-    "batch_sizes.py": ["1 (SGD)", "16 (mini)", "all (batch)"],
+    "batch_sizes.py": ["1 (SGD)", "16 (mini)", "all (batch)",
+                       "more progress per epoch than batch descent: True",
+                       "SGD's steps are noisier than mini-batches': True",
+                       "lowest training loss after 3 epochs: "],
     "adaptive_optimizers.py": ["SGD", "Momentum", "Adagrad", "RMSprop", "Adadelta", "Adam",
                                "lowest validation loss"],
     "vanishing_gradients.py": ["sigmoid, gaussian 1/m", "  vanishing", "relu, he 2/m",
