@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,15 +23,15 @@ def sigmoid(z):
     return 1 / (1 + np.exp(-z))
 
 
-def two_neuron(w1, w01, w2, w02, hidden):
-    """x → Linear(1, 1) → hidden → Linear(1, 1) → Identity: the notes' two-neuron network."""
+def two_neuron(w1, w01, w2, w02, hidden, out=cr.Identity):
+    """x → Linear(1, 1) → hidden → Linear(1, 1) → out: the notes' two-neuron network."""
     l1 = cr.Linear(1, 1, dtype=F64)
     l2 = cr.Linear(1, 1, dtype=F64)
     l1.W.data[:] = w1
     l1.W0.data[:] = w01
     l2.W.data[:] = w2
     l2.W0.data[:] = w02
-    return cr.Sequential(l1, hidden(), l2, cr.Identity())
+    return cr.Sequential(l1, hidden(), l2, out())
 
 
 # One sample, square loss L = (a² − y)², so every quantity is a number worked out by hand:
@@ -64,26 +68,32 @@ def test_two_neuron_network_matches_hand_computation(hidden, f, df, x, y, w1, w0
     assert [layer["path"] for layer in report.layers] == list(want)
     assert report.loss == pytest.approx((a2 - y) ** 2, rel=1e-12)
     for layer in report.layers:
-        assert set(layer) == {"path", "shapes", "norms", "dAdZ", "flag"}
+        assert set(layer) == {"path", "shapes", "norms", "values", "dAdZ", "flag", "r"}
         assert set(layer["norms"]) == set(KEYS) == set(layer["shapes"])
+        assert set(layer["values"]) == {*KEYS, "dAdZ"}
         assert all(shape == (1, 1) for shape in layer["shapes"].values())
         for key, value in want[layer["path"]].items():
             assert layer["norms"][key] == pytest.approx(abs(value), rel=1e-12, abs=1e-15), key
+            # The signed value, not only its size: z² < 0 shows as z² < 0.
+            assert layer["values"][key].shape == (1, 1)
+            assert layer["values"][key].item() == pytest.approx(value, rel=1e-12, abs=1e-15), key
     hidden_layer = report.layers[1]
+    assert hidden_layer["values"]["dAdZ"].item() == pytest.approx(df(z1), rel=1e-12)
     assert hidden_layer["dAdZ"]["mean"] == pytest.approx(df(z1), rel=1e-12)
     assert hidden_layer["dAdZ"]["zero_fraction"] == (df(z1) == 0)
     assert report.layers[0]["dAdZ"] == {"mean": 1.0, "zero_fraction": 0.0}  # Identity
 
 
 def test_dead_relu_shows_zero_derivative():
-    # z¹ = 1·(−2) + 0 < 0: the ReLU is dead, so no gradient reaches W¹. Its output a¹ = 0
-    # also makes ∂L/∂W² = a¹ ∂L/∂z² = 0: with no reference norm, nothing is flagged.
+    # z¹ = 1·(−2) + 0 < 0: the ReLU is dead, so no gradient reaches layer 1: ∂L/∂z¹ = 0
+    # while ∂L/∂z² = 2(a² − y) = −1, so r = 0 and layer 1 is flagged vanishing. Its output
+    # a¹ = 0 also makes ∂L/∂W² = a¹ ∂L/∂z² = 0.
     report = explain(two_neuron(1.0, 0.0, 1.0, 0.5, cr.ReLU), cr.SquareLoss(), [[-2.0]], [1.0])
     last, first = report.layers
     assert first["dAdZ"] == {"mean": 0.0, "zero_fraction": 1.0}
     assert first["norms"]["dLdW"] == 0.0 == last["norms"]["dLdW"]
-    assert last["norms"]["dLdW0"] == pytest.approx(2 * (0.5 - 1.0) * -1)  # ∂L/∂w0² = 2(a² − y)
-    assert first["flag"] is None and last["flag"] is None
+    assert last["values"]["dLdW0"].item() == pytest.approx(2 * (0.5 - 1.0))  # 2(a² − y)
+    assert first["r"] == 0.0 and first["flag"] == "vanishing" and last["flag"] is None
 
 
 def stack(act, init, depth=10, width=16, scale=1.0, seed=0):
@@ -119,8 +129,8 @@ def test_ten_layer_stacks_are_flagged_as_the_notes_predict(seed, name, act, init
     assert report.layers[-1]["flag"] in flags  # layer 1, farthest from the loss
     if flags == {None}:
         assert all(layer["flag"] is None for layer in report.layers)
-        ratios = [report.ratio(layer) for layer in report.layers]
-        assert 0.1 < min(ratios) and max(ratios) < 100
+        ratios = [report.ratio(layer, "dLdZ") for layer in report.layers]
+        assert 0.1 < min(ratios) and max(ratios) < 10
     else:
         flag = next(iter(flags))
         assert flag in str(report)
@@ -130,17 +140,69 @@ def test_ten_layer_stacks_are_flagged_as_the_notes_predict(seed, name, act, init
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_exploding_is_flagged(seed):
-    # A ReLU stack without offsets is homogeneous: with layer ℓ's weights scaled by sₗ,
-    # ‖∂L/∂Wˡ‖ ∝ (Πₖ sₖ) / sₗ (the forward A's and the backward ∂L/∂Z's each bring the other
-    # layers' factors). Shrinking layer 1 by 1e-5 makes its gradient 1e5 × the last layer's.
+def test_exploding_is_flagged_where_the_chain_of_dLdZ_grows(seed):
+    # He's weights twice too large: each layer multiplies ∂L/∂Z by about 2 (‖W‖ doubles the
+    # 1 that He's variance keeps), so over 9 links r = ‖∂L/∂Z¹‖ / ‖∂L/∂Zᴸ‖ passes 1e2.
     X, y = data(seed)
-    model = stack(cr.ReLU, "he", seed=seed)
+    report = explain(stack(cr.ReLU, "he", scale=2.0, seed=10 * seed), cr.NLL(), X, y)
+    r = [layer["r"] for layer in report.layers]
+    assert r[0] == 1.0 and all(b > a for a, b in zip(r, r[1:]))
+    assert r[-1] > 1e2 and report.layers[-1]["flag"] == "exploding"
+    flagged = [layer["flag"] for layer in report.layers]
+    first = flagged.index("exploding")
+    assert flagged[:first] == [None] * first and flagged[first:] == ["exploding"] * (10 - first)
+    assert "!! exploding gradient: r = ‖∂L/∂Z¹‖" in str(report)
+
+
+def test_flags_measure_the_chain_not_one_layers_weight_gradient():
+    # A ReLU stack without offsets is homogeneous: shrinking layer 1's weights by 1e-5 makes
+    # ‖∂L/∂W¹‖ 1e5 times the last layer's (the A's after layer 1 shrink, ∂L/∂Z does not),
+    # but the chain of ∂L/∂Z from layer L back to layer 1 is unchanged: no flag.
+    X, y = data()
+    model = stack(cr.ReLU, "he")
     model.modules[0].W.data *= 1e-5
     report = explain(model, cr.NLL(), X, y)
-    assert [layer["flag"] for layer in report.layers] == [None] * 9 + ["exploding"]
-    assert report.ratio(report.layers[-1]) > 1e3
-    assert "!! exploding gradient" in str(report)
+    assert report.ratio(report.layers[-1]) > 1e3  # ‖∂L/∂W¹‖ / ‖∂L/∂Wᴸ‖
+    assert [layer["flag"] for layer in report.layers] == [None] * 10
+
+
+def test_thresholds_are_keyword_arguments():
+    X, y = data()
+    model = stack(cr.ReLU, "he")
+    r = explain(model, cr.NLL(), X, y).layers[-1]["r"]
+    assert 0.1 < r < 10
+    for below, above, flag in [(r / 2, 2 * r, None), (2 * r, 4 * r, "vanishing"),
+                               (r / 4, r / 2, "exploding")]:
+        report = explain(model, cr.NLL(), X, y, vanishing_below=below, exploding_above=above)
+        assert report.layers[-1]["flag"] == flag
+        assert f"vanishing where r < {below:g}, exploding where r > {above:g}" in str(report)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"layout": "columns"}, r"layout in \['rows', 'notes'\], got 'columns'"),
+    ({"vanishing_below": 0}, "vanishing_below to be a positive finite number, got 0"),
+    ({"exploding_above": float("inf")}, "exploding_above to be a positive finite number"),
+    ({"vanishing_below": 10, "exploding_above": 5}, "vanishing_below < exploding_above"),
+])
+def test_bad_options_are_input_errors(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        explain(stack(cr.ReLU, "he", depth=2), cr.NLL(), *data(), **kwargs)
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "vanishing_gradients.py"
+
+
+def test_flags_fire_on_the_vanishing_gradients_example():
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run([sys.executable, str(EXAMPLE), "--quick"], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    rows = {line[:24].strip(): line[24:].split() for line in done.stdout.splitlines()}
+    assert "vanishing" in rows["sigmoid, gaussian 1/m"]
+    assert "exploding" in rows["relu, he, W × 2"]
+    assert float(rows["relu, he, W × 2"][0]) > 1e2  # r: ∂L/∂Z grows > 100× back to layer 1
+    for name in ("tanh, xavier", "relu, he 2/m"):
+        assert "—" in rows[name], name
 
 
 def test_sigmoid_stack_gradients_shrink_layer_by_layer():
@@ -252,3 +314,73 @@ def test_explanation_prints_the_walk_and_is_data():
 def test_bad_input_is_an_input_error(model, X, Y, match):
     with pytest.raises(InputError, match=match):
         explain(model, cr.NLLM(), X, Y)
+
+
+# -- values: signed copies, in either layout ---------------------------------------------------
+
+
+def test_values_are_the_models_own_arrays_signed_and_copied():
+    model = MODELS["mlp softmax"]()
+    X, y = _batch()
+    report = explain(model, cr.NLLM(), X, y)
+    twin, loss = copy.deepcopy(model), cr.NLLM()
+    A = twin(X)
+    loss(A, y)
+    twin.backward_from(loss)
+    last, first = report.layers
+    np.testing.assert_allclose(last["values"]["A"], A, rtol=1e-6)
+    np.testing.assert_allclose(last["values"]["dLdZ"], (A - np.eye(3)[y]) / len(X), rtol=1e-5,
+                               atol=1e-8)
+    np.testing.assert_array_equal(first["values"]["A_prev"], X)
+    for layer, linear in [(last, twin.modules[2]), (first, twin.modules[0])]:
+        np.testing.assert_allclose(layer["values"]["dLdW"], linear.W.grad, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(layer["values"]["dLdW0"], linear.W0.grad, rtol=1e-5,
+                                   atol=1e-8)
+    assert (first["values"]["Z"] < 0).any()  # signed, not magnitudes
+    Z = first["values"]["Z"]
+    np.testing.assert_array_equal(first["values"]["dAdZ"], (Z >= 0).astype(Z.dtype))  # ReLU′
+    assert last["values"]["dAdZ"] is None  # Softmax: no diagonal
+    # The chain: layer 1's dLdA is layer 2's dLdA_prev; copies, so no aliasing with the model.
+    np.testing.assert_array_equal(first["values"]["dLdA"], last["values"]["dLdA_prev"])
+    json.dumps(report.to_dict())
+
+
+def test_notes_layout_holds_and_prints_the_column_form():
+    model = MODELS["mlp softmax"]()
+    X, y = _batch()
+    rows = explain(model, cr.NLLM(), X, y)
+    notes = explain(model, cr.NLLM(), X, y, layout="notes")
+    assert notes.layout == "notes"
+    for r, c in zip(rows.layers, notes.layers):
+        for key in KEYS:
+            want = r["values"][key] if key == "dLdW" else r["values"][key].T
+            np.testing.assert_array_equal(c["values"][key], want)
+            assert c["shapes"][key] == want.shape and c["norms"][key] == r["norms"][key]
+        assert c["flag"] == r["flag"] and c["r"] == r["r"]
+    last = notes.layers[0]
+    assert last["shapes"]["Z"] == (3, 12) and last["shapes"]["dLdW0"] == (3, 1)  # (n, K)
+    assert last["shapes"]["dLdW"] == (7, 3)  # W is (m, n) in both layouts
+    # Z = Wᵀ A + W0, one column per sample: check it from the values themselves.
+    W = model.modules[2].W.data
+    np.testing.assert_allclose(last["values"]["Z"], W.T @ last["values"]["A_prev"]
+                               + model.modules[2].W0.data.T, rtol=1e-5, atol=1e-6)
+    text = str(notes)
+    for piece in ["Z² = W²ᵀ A¹ + W0²", "∂L/∂W² = A¹ (∂L/∂Z²)ᵀ", "∂L/∂A¹ = W² ∂L/∂Z²",
+                  "∂L/∂Z² = ∂A²/∂Z² · ∂L/∂A²", "(3, 12)", "column form"]:
+        assert piece in text, piece
+
+
+def test_small_networks_print_their_signed_values():
+    # The two-neuron network of examples/two_neuron_backprop.py: z² = −0.5188, ∂L/∂W² = −0.1992.
+    model = two_neuron(0.5, -0.25, -1.5, 0.5, cr.Sigmoid, out=cr.Sigmoid)
+    report = explain(model, cr.SquareLoss(), [[2.0]], [[1.0]])
+    lines = str(report).splitlines()
+    z2 = next(line for line in lines if line.lstrip().startswith("Z² = "))
+    dw2 = next(line for line in lines if line.lstrip().startswith("∂L/∂W² = "))
+    assert z2.endswith("-0.5188") and dw2.endswith("-0.1992")
+    assert "f′(z) = 0.2339" in str(report)
+    # A big network prints norms only.
+    X, y = _batch()
+    text = str(explain(MODELS["mlp softmax"](), cr.NLLM(), X, y))
+    z1 = next(line for line in text.splitlines() if line.lstrip().startswith("Z¹ = "))
+    assert z1.rstrip().endswith("e+00") or z1.rstrip().endswith("e+01")

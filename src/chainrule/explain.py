@@ -9,6 +9,10 @@ A *layer* ℓ is a ``Linear`` and the modules after it up to the next ``Linear``
     ∂L/∂Wˡ   = Aˡ⁻¹ᵀ ∂L/∂Zˡ            ∂L/∂W0ˡ = Σ_rows ∂L/∂Zˡ
     ∂L/∂Aˡ⁻¹ = ∂L/∂Zˡ Wˡᵀ              which is ∂L/∂A of layer ℓ − 1
 
+With ``layout="notes"`` the same quantities are shown (and kept) in the notes' column form,
+one column per sample: ``Zˡ = Wˡᵀ Aˡ⁻¹ + W0ˡ`` with ``Zˡ`` of shape ``(n, K)``,
+``∂L/∂Wˡ = Aˡ⁻¹ (∂L/∂Zˡ)ᵀ`` and ``∂L/∂Aˡ⁻¹ = Wˡ ∂L/∂Zˡ``; ``W`` has the same shape in both.
+
 >>> import numpy as np, chainrule as cr
 >>> from chainrule.explain import explain
 >>> model = cr.Sequential(cr.Linear(4, 8, rng=0), cr.ReLU(), cr.Linear(8, 3, rng=1),
@@ -16,12 +20,15 @@ A *layer* ℓ is a ``Linear`` and the modules after it up to the next ``Linear``
 >>> report = explain(model, cr.NLLM(), np.ones((5, 4)), np.arange(5) % 3)
 >>> [layer["path"] for layer in report.layers]       # last layer first
 ['modules.2', 'modules.0']
+>>> report.layers[0]["values"]["Z"].shape
+(5, 3)
 >>> print(report)                                     # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import copy
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,11 +37,15 @@ from ._validate import as_float_matrix, check_same_length
 from .errors import InputError
 from .layers import Identity, LeakyReLU, Linear, ReLU, Sigmoid, Step, Tanh
 
-VANISHING = 1e-6   # ‖∂L/∂Wˡ‖ below this times the last layer's: flagged "vanishing"
-EXPLODING = 1e3    # above this times the last layer's: flagged "exploding"
+# r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖ below this: "vanishing"; above EXPLODING_ABOVE: "exploding". The
+# notes (6.7.3) name the two cases; these thresholds are chainrule's (beyond the notes).
+VANISHING_BELOW = 1e-3
+EXPLODING_ABOVE = 1e2
 ZERO = 1e-6        # f′(z) at or below this passes (numerically) no gradient
+PRINTED = 12       # arrays of at most this many numbers are printed in full
 ELEMENTWISE = (Identity, Step, ReLU, LeakyReLU, Sigmoid, Tanh)
 KEYS = ("A_prev", "Z", "A", "dLdA", "dLdZ", "dLdW", "dLdW0", "dLdA_prev")
+LAYOUTS = ("rows", "notes")
 
 
 @dataclass
@@ -44,17 +55,22 @@ class Explanation:
     Attributes
     ----------
     layers : list of dict, last layer first
-        ``"path"`` (the ``Linear``'s path, ``"modules.0"``), ``"shapes"`` and ``"norms"``
-        (dicts keyed ``"A_prev"``, ``"Z"``, ``"A"``, ``"dLdA"``, ``"dLdZ"``, ``"dLdW"``,
-        ``"dLdW0"``, ``"dLdA_prev"``: shape tuples and L2 norms), ``"dAdZ"``
-        (``{"mean": ..., "zero_fraction": ...}`` of the diagonal f′(z) when the layer has one
-        elementwise activation, else ``None``) and ``"flag"`` (``"vanishing"``,
-        ``"exploding"`` or ``None``).
+        ``"path"`` (the ``Linear``'s path, ``"modules.0"``); ``"shapes"``, ``"norms"`` and
+        ``"values"``, dicts keyed ``"A_prev"``, ``"Z"``, ``"A"``, ``"dLdA"``, ``"dLdZ"``,
+        ``"dLdW"``, ``"dLdW0"``, ``"dLdA_prev"``: shape tuples, L2 norms and signed copies
+        of the arrays (``"values"`` also has ``"dAdZ"``: the diagonal f′(z) as an array of
+        Z's shape, or None); ``"dAdZ"`` (``{"mean": ..., "zero_fraction": ...}`` of that
+        diagonal when the layer has one elementwise activation, else ``None``) and
+        ``"flag"`` (``"vanishing"``, ``"exploding"`` or ``None``). Shapes and values follow
+        ``layout``: ``(K, n)`` for ``"rows"``, the notes' ``(n, K)`` for ``"notes"``.
     loss : float
         The loss of this forward pass.
     n_samples : int
     names : list of str
         Per layer (same order), its modules, e.g. ``"Linear(64, 32) → ReLU"``.
+    layout : "rows" or "notes"
+    vanishing_below, exploding_above : float
+        The thresholds the flags used.
     """
 
     layers: list[dict] = field(default_factory=list)
@@ -63,20 +79,28 @@ class Explanation:
     n_samples: int = 0
     names: list[str] = field(default_factory=list)
     fused: bool = False
+    layout: str = "rows"
+    vanishing_below: float = VANISHING_BELOW
+    exploding_above: float = EXPLODING_ABOVE
 
-    def ratio(self, layer: dict) -> float:
-        """``‖∂L/∂Wˡ‖ / ‖∂L/∂Wᴸ‖``: this layer's weight gradient against the last layer's."""
-        ref = self.layers[0]["norms"]["dLdW"]
-        return layer["norms"]["dLdW"] / ref if ref > 0 else float("nan")
+    def ratio(self, layer: dict, key: str = "dLdW") -> float:
+        """``‖keyˡ‖ / ‖keyᴸ‖``: this layer's norm of ``key`` against the last layer's.
+
+        ``ratio(layer, "dLdZ")`` is the r the flags use (the notes' long chain rule, 6.7.3);
+        the default compares the weight gradients ``‖∂L/∂Wˡ‖ / ‖∂L/∂Wᴸ‖``.
+        """
+        ref = self.layers[0]["norms"][key]
+        return layer["norms"][key] / ref if ref > 0 else float("nan")
 
     def summary(self) -> str:
-        """One row per layer: gradient norm, ratio to the last layer, f′ statistics, flag."""
-        head = ("layer", "path", "modules", "‖∂L/∂W‖", "÷ last", "mean f′", "f′ = 0", "flag")
+        """One row per layer: r, gradient norms, f′ statistics, flag."""
+        head = ("layer", "path", "modules", "‖∂L/∂Z‖", "r = ÷ last", "‖∂L/∂W‖", "mean f′",
+                "f′ = 0", "flag")
         rows = [head]
         for number, layer, name in zip(self._numbers(), self.layers, self.names):
             d = layer["dAdZ"]
-            rows.append((str(number), layer["path"], name, f"{layer['norms']['dLdW']:.2e}",
-                         f"{self.ratio(layer):.1e}",
+            rows.append((str(number), layer["path"], name, f"{layer['norms']['dLdZ']:.2e}",
+                         f"{self.ratio(layer, 'dLdZ'):.1e}", f"{layer['norms']['dLdW']:.2e}",
                          "—" if d is None else f"{d['mean']:.3g}",
                          "—" if d is None else f"{d['zero_fraction']:.0%}",
                          layer["flag"] or ""))
@@ -88,22 +112,32 @@ class Explanation:
         return list(range(len(self.layers), 0, -1))
 
     def __str__(self) -> str:
+        form = ("the notes' column form, one column per sample" if self.layout == "notes"
+                else "rows are samples")
         lines = [f"explain: {self.loss_name} loss {self.loss:.6g} on {self.n_samples} samples; "
                  "the chain rule from the loss back to layer 1 (notes' Notation 16–17)",
-                 "shapes are (rows, columns); ‖·‖ is the L2 (Frobenius) norm", ""]
+                 f"{form}; shapes are (rows, columns); ‖·‖ is the L2 (Frobenius) norm; "
+                 f"arrays of at most {PRINTED} numbers are printed", ""]
         for number, layer, name in zip(self._numbers(), self.layers, self.names):
             lines += [f"layer {number} ({layer['path']}: {name})"]
-            lines += _walk(number, layer, self.fused and number == len(self.layers))
+            limit = (f"below {self.vanishing_below:g}" if layer["flag"] == "vanishing" else
+                     f"above {self.exploding_above:g}")
+            lines += _walk(number, layer, self.fused and number == len(self.layers),
+                           self.layout, limit)
             lines.append("")
-        lines += ["summary (flag: ‖∂L/∂W‖ below 1e-6 or above 1e3 times the last layer's)",
+        lines += [f"summary (r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖; flag: vanishing where r < "
+                  f"{self.vanishing_below:g}, exploding where r > {self.exploding_above:g})",
                   self.summary()]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        """Plain data (lists for shapes), e.g. for JSON."""
+        """Plain data (lists for shapes and values), e.g. for JSON."""
         return {"loss": self.loss, "loss_name": self.loss_name, "n_samples": self.n_samples,
+                "layout": self.layout,
                 "layers": [{**layer, "name": name,
-                            "shapes": {k: list(v) for k, v in layer["shapes"].items()}}
+                            "shapes": {k: list(v) for k, v in layer["shapes"].items()},
+                            "values": {k: None if v is None else v.tolist()
+                                       for k, v in layer["values"].items()}}
                            for layer, name in zip(self.layers, self.names)]}
 
 
@@ -111,17 +145,31 @@ def _sup(n: int | str) -> str:
     return str(n).translate(str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻"))
 
 
-def formulas(n: int, fused: bool = False) -> dict[str, str]:
+def formulas(n: int, fused: bool = False, layout: str = "rows") -> dict[str, str]:
     """Each quantity of layer ``n`` as the formula that computes it, e.g. for ``n = 2``
-    ``{"dLdW": "∂L/∂W² = A¹ᵀ ∂L/∂Z²", ...}`` (keys: ``KEYS`` and ``"dAdZ"``)."""
+    ``{"dLdW": "∂L/∂W² = A¹ᵀ ∂L/∂Z²", ...}`` (keys: ``KEYS`` and ``"dAdZ"``); with
+    ``layout="notes"`` the notes' column form, ``"∂L/∂W² = A¹ (∂L/∂Z²)ᵀ"``."""
     p, q = _sup(n - 1), _sup(n)
+    fuse = "  (fused: (A − Y)/n)" if fused else ""
+    if layout == "notes":
+        return {
+            "A_prev": f"A{p}  (layer input)",
+            "Z": f"Z{q} = W{q}ᵀ A{p} + W0{q}",
+            "A": f"A{q} = f(Z{q})",
+            "dLdA": f"∂L/∂A{q}",
+            "dAdZ": f"∂A{q}/∂Z{q}",
+            "dLdZ": f"∂L/∂Z{q} = ∂A{q}/∂Z{q} · ∂L/∂A{q}" + fuse,
+            "dLdW": f"∂L/∂W{q} = A{p} (∂L/∂Z{q})ᵀ",
+            "dLdW0": f"∂L/∂W0{q} = Σ_columns ∂L/∂Z{q}",
+            "dLdA_prev": f"∂L/∂A{p} = W{q} ∂L/∂Z{q}",
+        }
     return {
         "A_prev": f"A{p}  (layer input)",
         "Z": f"Z{q} = A{p} W{q} + W0{q}",
         "A": f"A{q} = f(Z{q})",
         "dLdA": f"∂L/∂A{q}",
         "dAdZ": f"∂A{q}/∂Z{q}",
-        "dLdZ": f"∂L/∂Z{q} = ∂L/∂A{q} · ∂A{q}/∂Z{q}" + ("  (fused: (A − Y)/n)" if fused else ""),
+        "dLdZ": f"∂L/∂Z{q} = ∂L/∂A{q} · ∂A{q}/∂Z{q}" + fuse,
         "dLdW": f"∂L/∂W{q} = A{p}ᵀ ∂L/∂Z{q}",
         "dLdW0": f"∂L/∂W0{q} = Σ_rows ∂L/∂Z{q}",
         "dLdA_prev": f"∂L/∂A{p} = ∂L/∂Z{q} W{q}ᵀ",
@@ -135,20 +183,34 @@ def describe_diagonal(d: dict | None) -> str:
     return f"diag f′(z): mean {d['mean']:.3g}, {d['zero_fraction']:.0%} zeros"
 
 
-def _walk(n: int, layer: dict, fused: bool) -> list[str]:
-    """The rows of one layer's block: each quantity, its formula, shape and norm."""
-    text = formulas(n, fused)
+def show(A: np.ndarray | None) -> str:
+    """``A``'s signed values when it has at most ``PRINTED`` numbers (a lone number bare,
+    otherwise rows in brackets), else ``""``."""
+    if A is None or A.size > PRINTED:
+        return ""
+    if A.size == 1:
+        return f"{A.item():.4g}"
+    return "[" + ", ".join("[" + ", ".join(f"{v:.4g}" for v in row) + "]"
+                           for row in np.asarray(A, np.float64)) + "]"
+
+
+def _walk(n: int, layer: dict, fused: bool, layout: str, limit: str) -> list[str]:
+    """The rows of one layer's block: each quantity, its formula, shape, norm and values."""
+    text = formulas(n, fused, layout)
     width = max(len(f) for f in text.values()) + 2
+    values = layer["values"]
     rows = []
     for key in KEYS:
+        printed = show(values[key])
         rows.append(f"  {text[key]:<{width}}{str(layer['shapes'][key]):<12}"
-                    f"‖·‖ = {layer['norms'][key]:.3e}")
+                    f"‖·‖ = {layer['norms'][key]:.3e}" + (f"   {printed}" if printed else ""))
         if key == "dLdA":
-            rows.append(f"  {text['dAdZ']:<{width}}{describe_diagonal(layer['dAdZ'])}")
+            printed = show(values["dAdZ"])
+            rows.append(f"  {text['dAdZ']:<{width}}{describe_diagonal(layer['dAdZ'])}"
+                        + (f"; f′(z) = {printed}" if printed else ""))
     if layer["flag"]:
-        rows.append(f"  !! {layer['flag']} gradient: ‖∂L/∂W{_sup(n)}‖ is "
-                    f"{'far below' if layer['flag'] == 'vanishing' else 'far above'} "
-                    "the last layer's")
+        rows.append(f"  !! {layer['flag']} gradient: r = ‖∂L/∂Z{_sup(n)}‖ / ‖∂L/∂Zᴸ‖ = "
+                    f"{layer['r']:.1e}, {limit}")
     return rows
 
 
@@ -165,7 +227,16 @@ def _name(module) -> str:
     return text if len(text) <= 24 else type(module).__name__
 
 
-def explain(model, loss, X, Y) -> Explanation:
+def _threshold(name: str, value) -> float:
+    if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and 0 < value < np.inf):
+        raise InputError(f"explain expected {name} to be a positive finite number, "
+                         f"got {value!r}")
+    return float(value)
+
+
+def explain(model, loss, X, Y, *, layout: str = "rows", vanishing_below: float = VANISHING_BELOW,
+            exploding_above: float = EXPLODING_ABOVE) -> Explanation:
     """Run one forward and backward pass of ``model`` on ``(X, Y)`` and report each layer.
 
     The pass runs on a deep copy in the model's current mode (training mode uses dropout
@@ -177,19 +248,34 @@ def explain(model, loss, X, Y) -> Explanation:
     model : Sequential with at least one ``Linear``
     loss : a chainrule loss (``SquareLoss()``, ``NLL()``, ``NLLM()``, ...)
     X : array (n_samples, n_features); Y : targets as the loss accepts them
+    layout : {"rows", "notes"}, default "rows"
+        ``"rows"``: chainrule's layout, one row per sample (``Z = A W + W0``, ``Z`` of shape
+        ``(K, n)``). ``"notes"``: the notes' column form (``Z = Wᵀ A + W0``, ``(n, K)``),
+        in the printed walk and in ``shapes`` and ``values`` (every array but ``dLdW``
+        transposed).
+    vanishing_below, exploding_above : float, defaults 1e-3 and 1e2
+        Thresholds on r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖, how much the chain of ∂L/∂Z has shrunk or
+        grown from the last layer L back to layer ℓ (the notes' long chain rule, 6.7.3).
 
     Returns
     -------
     Explanation
-        ``.layers`` (last layer first) holds shapes and norms of ``A_prev``, ``Z``, ``A``,
-        ``dLdA``, ``dLdZ``, ``dLdW``, ``dLdW0``, ``dLdA_prev``, the diagonal ``dAdZ`` and a
-        ``flag`` where ‖∂L/∂Wˡ‖ is < 1e-6 (``"vanishing"``) or > 1e3 (``"exploding"``) times
-        the last layer's. ``print(explanation)`` shows the walk as a table.
+        ``.layers`` (last layer first) holds the shapes, norms and signed values of
+        ``A_prev``, ``Z``, ``A``, ``dLdA``, ``dLdZ``, ``dLdW``, ``dLdW0``, ``dLdA_prev``, the
+        diagonal ``dAdZ`` and a ``flag`` (``"vanishing"`` where r < ``vanishing_below``,
+        ``"exploding"`` where r > ``exploding_above``). ``print(explanation)`` shows the walk.
     """
     modules = getattr(model, "modules", None)
     if modules is None or not any(_is_linear(m) for m in modules):
         raise InputError("explain expected a Sequential with at least one Linear layer, got "
                          f"{type(model).__name__}")
+    if layout not in LAYOUTS:
+        raise InputError(f"explain expected layout in {list(LAYOUTS)}, got {layout!r}")
+    vanishing_below = _threshold("vanishing_below", vanishing_below)
+    exploding_above = _threshold("exploding_above", exploding_above)
+    if vanishing_below >= exploding_above:
+        raise InputError(f"explain expected vanishing_below < exploding_above, got "
+                         f"{vanishing_below!r} and {exploding_above!r}")
     X = as_float_matrix(X, "X", "explain", getattr(model, "dtype", None))
     Y = np.asarray(Y)
     check_same_length(X, Y, "explain")
@@ -198,10 +284,12 @@ def explain(model, loss, X, Y) -> Explanation:
     starts = [i for i, m in enumerate(modules) if _is_linear(m)]
 
     outs, grads, value, fused = _passes(modules, loss, X, Y)
-    layers, names = _layers(modules, starts, outs, grads)
-    _flag(layers)
+    layers, names = _layers(modules, starts, outs, grads, layout)
+    _flag(layers, vanishing_below, exploding_above)
     return Explanation(layers=layers, loss=float(value), loss_name=type(loss).__name__,
-                       n_samples=len(X), names=names, fused=fused)
+                       n_samples=len(X), names=names, fused=fused, layout=layout,
+                       vanishing_below=vanishing_below, exploding_above=exploding_above)
+
 
 def _passes(modules: list, loss, X: np.ndarray, Y):
     """One forward and backward pass that keeps every module boundary's array and gradient:
@@ -218,7 +306,7 @@ def _passes(modules: list, loss, X: np.ndarray, Y):
     last = modules[-1]
     fused = getattr(loss, "fused_backward", None) is not None and isinstance(
         last, loss.fuses_with)
-    if fused:  # notes' Concept 19: ∂L/∂Zᴸ = (Aᴸ − Y)/n skips the output activation
+    if fused:  # ∂L/∂Zᴸ = (Aᴸ − Y)/n computed directly, skipping the output activation
         grads[-2] = loss.fused_backward()
         todo = range(len(modules) - 2, -1, -1)
     else:
@@ -229,7 +317,7 @@ def _passes(modules: list, loss, X: np.ndarray, Y):
     return outs, grads, value, fused
 
 
-def _layers(modules: list, starts: list[int], outs: list, grads: list):
+def _layers(modules: list, starts: list[int], outs: list, grads: list, layout: str):
     """Per layer (a Linear and the modules up to the next), last layer first: the dict of
     ``Explanation.layers`` without its flag, and the layer's name."""
     layers, names = [], []
@@ -239,11 +327,19 @@ def _layers(modules: list, starts: list[int], outs: list, grads: list):
         arrays = {"A_prev": outs[s], "Z": outs[s + 1], "A": outs[e], "dLdA": grads[e],
                   "dLdZ": grads[s + 1], "dLdW": linear.W.grad, "dLdW0": linear.W0.grad,
                   "dLdA_prev": grads[s]}
+        diagonal = _diagonal(modules[s + 1:e], outs[s + 1])
+        values = {k: np.array(v) for k, v in arrays.items()}  # copies: grads are reused
+        values["dAdZ"] = diagonal
+        if layout == "notes":  # one column per sample; W keeps its (m, n) shape
+            values = {k: v if k == "dLdW" or v is None else v.T for k, v in values.items()}
         layers.append({
             "path": f"modules.{s}",
-            "shapes": {k: tuple(int(d) for d in np.shape(v)) for k, v in arrays.items()},
-            "norms": {k: _norm(v) for k, v in arrays.items()},
-            "dAdZ": _diagonal(modules[s + 1:e], outs[s + 1]),
+            "shapes": {k: tuple(int(d) for d in values[k].shape) for k in KEYS},
+            "norms": {k: _norm(values[k]) for k in KEYS},
+            "values": values,
+            "dAdZ": None if diagonal is None else {
+                "mean": float(diagonal.mean()),
+                "zero_fraction": float(np.mean(np.abs(diagonal) <= ZERO))},
             "flag": None,
         })
         names.append(" → ".join(_name(m) for m in modules[s:e]))
@@ -252,19 +348,21 @@ def _layers(modules: list, starts: list[int], outs: list, grads: list):
     return layers, names
 
 
-def _flag(layers: list[dict]) -> None:
-    """Flag each layer whose ‖∂L/∂W‖ is far below or above the last layer's."""
-    ref = layers[0]["norms"]["dLdW"]
-    for layer in layers[1:]:
-        if ref > 0:
-            norm = layer["norms"]["dLdW"]
-            layer["flag"] = ("vanishing" if norm < VANISHING * ref else
-                             "exploding" if norm > EXPLODING * ref else None)
+def _flag(layers: list[dict], vanishing_below: float, exploding_above: float) -> None:
+    """Give each layer its r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖ (key ``"r"``) and flag it where r is below
+    ``vanishing_below`` or above ``exploding_above``: the product of the chain rule's
+    factors from layer L back to layer ℓ has shrunk or grown that much."""
+    ref = layers[0]["norms"]["dLdZ"]
+    for layer in layers:
+        r = layer["norms"]["dLdZ"] / ref if ref > 0 else float("nan")
+        layer["r"] = r
+        layer["flag"] = ("vanishing" if r < vanishing_below else
+                         "exploding" if r > exploding_above else None)
 
 
-
-def _diagonal(after: list, Z: np.ndarray) -> dict | None:
-    """``{"mean", "zero_fraction"}`` of f′(Z) when ``after`` is one elementwise activation.
+def _diagonal(after: list, Z: np.ndarray) -> np.ndarray | None:
+    """The diagonal f′(Z) (an array of Z's shape) when ``after`` is one elementwise
+    activation, else None.
 
     f′(Z) is the activation's own backward applied to ones (its cache is this pass's), so it
     is exactly the diagonal back-propagation multiplies by. A ``Dropout`` after the activation
@@ -275,5 +373,4 @@ def _diagonal(after: list, Z: np.ndarray) -> dict | None:
               and type(m).__name__ != "Dropout"]
     if len(acts) != 1 or others or after[0] is not acts[0]:
         return None
-    d = np.asarray(acts[0].backward(np.ones_like(Z)), dtype=np.float64)
-    return {"mean": float(d.mean()), "zero_fraction": float(np.mean(np.abs(d) <= ZERO))}
+    return np.array(acts[0].backward(np.ones_like(Z)))

@@ -54,14 +54,19 @@ def _is_dtype(v) -> bool:
 
 # class name -> (class, {config key: check of its JSON value})
 MODULES = {
-    "Linear": (Linear, {"m": _is_int, "n": _is_int, "init": _is_str, "dtype": _is_dtype}),
+    "Linear": (Linear, {"m": _is_int, "n": _is_int, "init": _is_str, "offsets": _is_str,
+                        "dtype": _is_dtype}),
     "BatchNorm": (BatchNorm, {"n": _is_int, "eps": _is_real, "momentum": _is_real,
-                              "dtype": _is_dtype}),
-    "Dropout": (Dropout, {"p": _is_real}),
+                              "eps_inside": _is_str, "dtype": _is_dtype}),
+    "Dropout": (Dropout, {"p": _is_real, "scaling": _is_str}),
     "LeakyReLU": (LeakyReLU, {"alpha": _is_real}),
     **{cls.__name__: (cls, {}) for cls in (Step, ReLU, Sigmoid, Tanh, Identity, Softmax)},
 }
 _NAMES = {cls: name for name, (cls, _) in MODULES.items()}
+
+# Config keys added after files were first written: a file may lack them, and then the
+# constructor's default (the behaviour those files were written with) applies.
+ADDED = {"Linear": {"offsets"}, "BatchNorm": {"eps_inside"}, "Dropout": {"scaling"}}
 
 
 class TensorSpec(NamedTuple):
@@ -79,14 +84,14 @@ def name_of(module) -> str | None:
 
 
 def check_config(name: str, config: dict, where: str, fail) -> None:
-    """``config`` has exactly the registry's keys for ``name``, each with a JSON value of the
-    right type; otherwise ``fail(problem)`` is raised."""
+    """``config`` has exactly the registry's keys for ``name`` (those of ``ADDED`` may be
+    missing), each with a JSON value of the right type; otherwise ``fail(problem)`` is raised."""
     checks = MODULES[name][1]
-    if set(config) != set(checks):
+    if not set(checks) - ADDED.get(name, set()) <= set(config) <= set(checks):
         raise fail(f"{name} config at {where} expected keys {sorted(checks)}, "
                    f"got {short(sorted(config))}")
     for key, ok in checks.items():
-        if not ok(config[key]):
+        if key in config and not ok(config[key]):
             raise fail(f"{name} config at {where} has a bad value {key}={short(config[key])}")
 
 

@@ -10,6 +10,8 @@ from ..module import Module
 from ..parameter import Parameter
 from ._rows import mean_rows, sum_rows
 
+EPS_INSIDE = ("variance", "std")
+
 
 class BatchNorm(Module):
     """Batch normalisation of ``n`` units (notes' section 6.8.3).
@@ -17,15 +19,21 @@ class BatchNorm(Module):
     Training forward, ``Z: (b, n) -> (b, n)``, per unit over the b rows of the batch::
 
         μ = mean(Z),  σ² = mean((Z − μ)²)            (biased variance)
-        Z̄ = (Z − μ) / sqrt(σ² + eps)
+        Z̄ = (Z − μ) / s,   s = sqrt(σ² + eps)        (eps_inside="variance")
+                           s = σ + eps               (eps_inside="std": Key Equation 37)
         A = G * Z̄ + B                                G, B: (1, n)
 
     Backward goes through μ and σ² too (they depend on every row)::
 
         dLdG = Σ_rows dLdA * Z̄,   dLdB = Σ_rows dLdA
         dLdZ̄ = dLdA * G
-        dLdZ = (dLdZ̄ − mean(dLdZ̄) − Z̄ * mean(dLdZ̄ * Z̄)) / sqrt(σ² + eps)
-             = G / sqrt(σ² + eps) * (dLdA − mean(dLdA) − Z̄ * mean(dLdA * Z̄))
+        dLdZ = (dLdZ̄ − mean(dLdZ̄) − c Z̄ * mean(dLdZ̄ * Z̄)) / s
+             = G / s * (dLdA − mean(dLdA) − c Z̄ * mean(dLdA * Z̄))
+
+    with ``c = 1`` for ``"variance"`` and ``c = s / σ`` for ``"std"``: from
+    ``∂Z̄_k/∂Z_j = (δ_jk − 1/b)/s − Z̄_k (∂s/∂Z_j)/s`` and ``∂s/∂Z_j = (Z_j − μ)/(b σ)`` when
+    s = σ + eps, but ``(Z_j − μ)/(b s)`` when s = sqrt(σ² + eps). (The notes defer this
+    backward to an appendix, 6.8.3.6.) A unit with σ = 0 has Z̄ = 0 and takes ``c = 0``.
 
     Running statistics, updated in each training forward::
 
@@ -45,15 +53,24 @@ class BatchNorm(Module):
         Number of units (features).
     eps : float, default 1e-5
     momentum : float in [0, 1], default 0.1
+    eps_inside : {"variance", "std"}, default "variance"
+        Where eps goes: ``sqrt(σ² + eps)`` (as PyTorch, beyond the notes) or the notes'
+        ``σ + eps`` (Key Equation 37, Definition 41), also with the running statistics:
+        ``sqrt(running_var) + eps``.
     dtype : float32 (default) or float64
     """
 
     _params = ("G", "B")
 
-    def __init__(self, n: int, *, eps: float = 1e-5, momentum: float = 0.1, dtype=np.float32):
+    def __init__(self, n: int, *, eps: float = 1e-5, momentum: float = 0.1,
+                 eps_inside: str = "variance", dtype=np.float32):
         self.n = check_positive_int("BatchNorm", "n", n)
         self.eps = check_float("BatchNorm", "eps", eps, 0.0, np.inf)
         self.momentum = check_float("BatchNorm", "momentum", momentum, 0.0, 1.0)
+        if eps_inside not in EPS_INSIDE:
+            raise InputError(f"BatchNorm expected eps_inside in {list(EPS_INSIDE)}, "
+                             f"got {eps_inside!r}")
+        self.eps_inside = eps_inside
         dtype = check_dtype("BatchNorm", dtype)
         self.G = Parameter(np.ones((1, n), dtype), "G")
         self.B = Parameter(np.zeros((1, n), dtype), "B")
@@ -82,7 +99,14 @@ class BatchNorm(Module):
         else:
             D = Z - self.running_mean
             var = self.running_var
-        self.inv_std = 1 / np.sqrt(var + dtype.type(self.eps))  # 1 / sqrt(σ² + eps)
+        eps = dtype.type(self.eps)
+        if self.eps_inside == "variance":
+            self.inv_std = 1 / np.sqrt(var + eps)  # 1 / sqrt(σ² + eps)
+        else:
+            sigma = np.sqrt(var)
+            self.inv_std = 1 / (sigma + eps)  # 1 / (σ + eps), Key Equation 37
+            # c = s / σ of the backward (0 where σ = 0, where Z̄ = 0 too)
+            self.c = np.divide(sigma + eps, sigma, out=np.zeros_like(sigma), where=sigma > 0)
         self.Zbar = D * self.inv_std
         return self.G.data * self.Zbar + self.B.data
 
@@ -96,11 +120,13 @@ class BatchNorm(Module):
         b = len(dLdA)
         mean_dLdA = dLdB / b  # mean(dLdA) = Σ_rows dLdA / b
         mean_dLdA_Zbar = dLdG / b  # mean(dLdA * Z̄)
+        if self.eps_inside == "std":  # ∂σ/∂Z brings 1/σ where sqrt(σ² + eps) brings 1/s
+            mean_dLdA_Zbar = self.c * mean_dLdA_Zbar
         return G * inv_std * (dLdA - mean_dLdA - Zbar * mean_dLdA_Zbar)
 
     def config(self):
         return {"n": self.n, "eps": self.eps, "momentum": self.momentum,
-                "dtype": self.G.data.dtype.name}
+                "eps_inside": self.eps_inside, "dtype": self.G.data.dtype.name}
 
     def __repr__(self):
         return f"BatchNorm({self.n})"

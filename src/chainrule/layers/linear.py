@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._rng import as_generator
+from .._rng import as_source
 from .._validate import check_dtype, check_matrix, check_positive_int
 from ..errors import InputError
-from ..init import VARIANCE, init_weights
+from ..init import STD, draw
 from ..module import Module
 from ..parameter import Parameter
+
+OFFSETS = ("zeros", "random")
 
 
 class Linear(Module):
@@ -33,10 +35,17 @@ class Linear(Module):
     m, n : int
         Number of inputs and outputs.
     init : {"gaussian", "xavier", "he"}, default "gaussian"
-        Variance of the normal draw for ``W``: 1/m (the notes'), 2/(m+n) or 2/m.
-        ``W0`` starts at 0.
-    rng : None, int or numpy.random.Generator
+        Variance of the normal draw for ``W``: 1/m, 2/(m+n) or 2/m (see ``chainrule.init``).
+    offsets : {"zeros", "random"}, default "zeros"
+        ``"zeros"``: ``W0`` starts at 0 (beyond the notes). ``"random"``: ``W0`` is drawn from
+        the same distribution as ``W``, right after it, as the pseudocode of the notes' 6.6.2
+        randomly initialises "the biases in every layer".
+    rng : None, int, numpy.random.Generator or numpy.random.RandomState
+        A RandomState draws ``rng.normal(0, std, (m, n))`` itself (then ``(1, n)`` for
+        random offsets), so ``np.random.seed(0)``-style weights are reproduced.
     dtype : float32 (default) or float64
+        The draws are made in float64 and then cast, so both dtypes start from the same
+        numbers for the same seed.
 
     Example
     -------
@@ -47,15 +56,22 @@ class Linear(Module):
 
     _params = ("W", "W0")
 
-    def __init__(self, m: int, n: int, *, init: str = "gaussian", rng=None, dtype=np.float32):
+    def __init__(self, m: int, n: int, *, init: str = "gaussian", offsets: str = "zeros",
+                 rng=None, dtype=np.float32):
         m = check_positive_int("Linear", "m", m)
         n = check_positive_int("Linear", "n", n)
-        if init not in VARIANCE:
-            raise InputError(f"Linear expected init in {sorted(VARIANCE)}, got {init!r}")
+        if init not in STD:
+            raise InputError(f"Linear expected init in {sorted(STD)}, got {init!r}")
+        if offsets not in OFFSETS:
+            raise InputError(f"Linear expected offsets in {list(OFFSETS)}, got {offsets!r}")
         dtype = check_dtype("Linear", dtype)
-        self.m, self.n, self.init = m, n, init
-        self.W = Parameter(init_weights(m, n, init, as_generator(rng), dtype), "W")
-        self.W0 = Parameter(np.zeros((1, n), dtype), "W0")
+        self.m, self.n, self.init, self.offsets = m, n, init, offsets
+        rng = as_source(rng)
+        self.W = Parameter(draw(m, n, init, rng, (m, n), dtype), "W")
+        if offsets == "zeros":
+            self.W0 = Parameter(np.zeros((1, n), dtype), "W0")
+        else:
+            self.W0 = Parameter(draw(m, n, init, rng, (1, n), dtype), "W0")
         self.A_prev = None
 
     def forward(self, A_prev: np.ndarray) -> np.ndarray:
@@ -79,7 +95,8 @@ class Linear(Module):
         dLdZ.sum(axis=0, keepdims=True, out=self.W0.grad)  # dLdW0 = Σ_rows dLdZ
 
     def config(self) -> dict:
-        return {"m": self.m, "n": self.n, "init": self.init, "dtype": self.W.data.dtype.name}
+        return {"m": self.m, "n": self.n, "init": self.init, "offsets": self.offsets,
+                "dtype": self.W.data.dtype.name}
 
     def __repr__(self) -> str:
         return f"Linear({self.m}, {self.n})"
