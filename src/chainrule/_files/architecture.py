@@ -21,12 +21,15 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import ChainruleError, InputError
-from ..layers import Sequential
+from ..layers import BatchNorm, LeakyReLU, Sequential
 from . import registry
 from .jsontext import short
 from .registry import TensorSpec
 
 MAX_DEPTH = 32  # nested Sequential
+# Entries of the architecture (modules, nested Sequentials included): far above any real
+# model, small enough that a hostile file listing 300,000 ReLUs is refused before it is parsed.
+MAX_MODULES = 10_000
 
 
 def describe(model, fail) -> tuple[dict, dict[str, np.ndarray], dict[str, TensorSpec]]:
@@ -39,17 +42,23 @@ def describe(model, fail) -> tuple[dict, dict[str, np.ndarray], dict[str, Tensor
     """
     if type(model) is not Sequential:
         raise InputError(f"save expected a chainrule Sequential, got {type(model).__name__}")
-    tensors, expected = {}, {}
-    spec = _describe(model, "", 0, tensors, expected, fail)
+    tensors, expected, placed = {}, {}, []
+    spec = _describe(model, "", 0, tensors, expected, placed, fail)
+    check_settings(placed, model.dtype, fail)
     return spec, tensors, expected
 
 
-def _describe(module, prefix: str, depth: int, tensors: dict, expected: dict, fail) -> dict:
+def _describe(module, prefix: str, depth: int, tensors: dict, expected: dict, placed: list,
+              fail) -> dict:
+    placed.append((prefix, module))
+    if len(placed) > MAX_MODULES:
+        raise fail(f"more than {MAX_MODULES} modules")
     if type(module) is Sequential:
         if depth >= MAX_DEPTH:
             raise InputError(f"save supports Sequential nested at most {MAX_DEPTH} deep")
         return {"class": "Sequential", "modules": [
-            _describe(child, f"{prefix}modules.{i}.", depth + 1, tensors, expected, fail)
+            _describe(child, f"{prefix}modules.{i}.", depth + 1, tensors, expected, placed,
+                      fail)
             for i, child in enumerate(module.modules)
         ]}
     where = prefix.rstrip(".") or "model"
@@ -86,12 +95,16 @@ def plan(spec, tensors: dict[str, np.ndarray], fail) -> Plan:
         owner = t.rpartition(".")[0] + "."
         stored[owner] = stored.get(owner, 0) + A.size
     placed, expected = [], {}
-    _plan(spec, "", 0, stored, placed, expected, fail)
+    _plan(spec, "", 0, stored, placed, expected, [0], fail)
     return Plan(spec, placed, expected)
 
 
-def _plan(spec, prefix: str, depth: int, stored: dict, placed: list, expected: dict, fail):
+def _plan(spec, prefix: str, depth: int, stored: dict, placed: list, expected: dict,
+          count: list[int], fail):
     where = prefix.rstrip(".") or "model"
+    count[0] += 1
+    if count[0] > MAX_MODULES:
+        raise fail(f"architecture has more than {MAX_MODULES} modules")
     if not isinstance(spec, dict) or not isinstance(spec.get("class"), str):
         raise fail(f"architecture entry {where} must be an object with a 'class' string")
     name = spec["class"]
@@ -102,7 +115,8 @@ def _plan(spec, prefix: str, depth: int, stored: dict, placed: list, expected: d
         if depth >= MAX_DEPTH:
             raise fail(f"Sequential nested deeper than {MAX_DEPTH} at {where}")
         for i, child in enumerate(spec["modules"]):
-            _plan(child, f"{prefix}modules.{i}.", depth + 1, stored, placed, expected, fail)
+            _plan(child, f"{prefix}modules.{i}.", depth + 1, stored, placed, expected, count,
+                  fail)
         return
     if depth == 0:
         raise fail(f"architecture must be a Sequential, got {short(name)}")
@@ -120,13 +134,41 @@ def _plan(spec, prefix: str, depth: int, stored: dict, placed: list, expected: d
     expected.update({prefix + attr: s for attr, s in layout.items()})
 
 
-def assemble(plan: Plan, tensors: dict[str, np.ndarray]) -> Sequential:
+def assemble(plan: Plan, tensors: dict[str, np.ndarray], fail) -> Sequential:
     """The model: each checked tensor copied into its new module's array, then the modules
-    put into ``Sequential``s (whose weight store takes the values from there)."""
+    put into ``Sequential``s (whose weight store takes the values from there), and their
+    settings checked against its dtype (:func:`check_settings`)."""
     for prefix, module, attrs in plan.placed:
         for attr in attrs:
             np.copyto(registry.array(module, attr), tensors[prefix + attr])
-    return _assemble(plan.spec, iter([module for _, module, _ in plan.placed]))
+    model = _assemble(plan.spec, iter([module for _, module, _ in plan.placed]))
+    check_settings([(prefix, module) for prefix, module, _ in plan.placed], model.dtype, fail)
+    return model
+
+
+def check_settings(placed: list[tuple[str, object]], dtype, fail) -> None:
+    """Refuse settings that each constructor accepts but that make a model of float ``dtype``
+    (None: float32, what a model without parameters computes in) predict NaN or inf:
+
+    - ``BatchNorm``'s eps must be a positive normal number in its dtype: with eps = 0 (or one
+      that rounds to 0) a unit whose running variance is 0 divides 0 by 0 in eval mode;
+    - ``LeakyReLU``'s alpha must be representable in the model's dtype (1e308 becomes inf in
+      float32, and inf · 0 = NaN).
+
+    ``placed`` holds ``(path prefix, module)`` pairs; a defect raises ``fail(problem)``.
+    """
+    dtype = np.dtype(np.float32 if dtype is None else dtype)
+    for prefix, module in placed:
+        where = prefix.rstrip(".") or "model"
+        if isinstance(module, BatchNorm):
+            info = np.finfo(module.running_var.dtype)
+            if not module.eps >= info.tiny:
+                raise fail(f"BatchNorm at {where} expected eps ≥ {info.tiny:g} (a positive "
+                           f"normal {info.dtype} number), got {module.eps!r}")
+        elif isinstance(module, LeakyReLU):
+            if not abs(module.alpha) <= np.finfo(dtype).max:
+                raise fail(f"LeakyReLU at {where} expected alpha within {dtype}'s range "
+                           f"(≤ {np.finfo(dtype).max:g}), got {module.alpha!r}")
 
 
 def _assemble(spec: dict, modules) -> Sequential:

@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import struct
 
@@ -51,36 +52,88 @@ def fspath(path) -> str:
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that ``path`` is either the old file or the new one.
 
-    A temporary file in the same folder is written, flushed and fsync'ed, then renamed over
-    ``path`` with ``os.replace`` (atomic on one file system). On any failure, including
-    ``KeyboardInterrupt``, the temporary file is removed and an existing ``path`` is untouched.
+    A temporary file in the same folder (``.<name>.<pid>.<random>.tmp``) is written, flushed
+    and fsync'ed, then renamed over ``path`` with ``os.replace`` (atomic on one file system).
+    On any failure, including ``KeyboardInterrupt``, the temporary file is removed and an
+    existing ``path`` is untouched. A process killed while writing cannot remove its own:
+    the next write of the same ``path`` removes those whose process is no longer running.
+    An ``OSError`` names ``path`` (not the temporary file).
     """
     path = fspath(path)
     folder, base = os.path.split(os.path.abspath(path))
-    fd, tmp = _create_temporary(folder, base)
+    _remove_stale_temporaries(folder, base)
+    try:
+        fd, tmp = _create_temporary(folder, base)
+    except OSError as e:
+        raise _naming(e, path) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _naming(e, path) from None
         raise
     with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX)
         _fsync_folder(folder)
+
+
+def _naming(e: OSError, path: str) -> OSError:
+    """``e`` as the same kind of error about ``path``: a full disk or a file-size limit
+    (``write``'s errors carry no file name) then says which file could not be written."""
+    if e.errno is None:
+        return e
+    return OSError(e.errno, e.strerror or str(e), path)  # OSError(errno, ...) picks the subclass
+
+
+_TEMPORARY = re.compile(r"(\d+)\.[0-9a-f]{12}\.tmp")  # after ".<name>.": "<pid>.<random>.tmp"
 
 
 def _create_temporary(folder: str, base: str) -> tuple[int, str]:
     """A new hidden file beside ``base`` in ``folder``: ``(file descriptor, path)``."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     while True:
-        tmp = os.path.join(folder, f".{base[:200]}.{secrets.token_hex(6)}.tmp")
+        name = f".{base[:200]}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+        tmp = os.path.join(folder, name)
         try:
             return os.open(tmp, flags, 0o666), tmp  # the umask applies, as for a plain open()
         except FileExistsError:  # pragma: no cover - 48 random bits collided
             continue
+
+
+def _remove_stale_temporaries(folder: str, base: str) -> None:
+    """Delete the temporary files of earlier writes of ``base`` whose process has died (a
+    kill -9 during a write leaves one); those of running processes are theirs to finish."""
+    prefix = f".{base[:200]}."
+    try:
+        with os.scandir(folder) as entries:
+            stale = [e.path for e in entries if e.name.startswith(prefix)
+                     and (m := _TEMPORARY.fullmatch(e.name[len(prefix):]))
+                     and not _is_running(int(m.group(1)))]
+    except OSError:  # an unlistable folder: writing may still work, and will say if not
+        return
+    for tmp in stale:
+        with contextlib.suppress(OSError):  # another writer may have removed it already
+            os.unlink(tmp)
+
+
+def _is_running(pid: int) -> bool:
+    """Is process ``pid`` alive? Anything but a sure "no" counts as yes."""
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":  # os.kill(pid, 0) would terminate a process on Windows
+        return True
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):  # PermissionError: alive, another user's
+        return True
+    return True
 
 
 def _fsync_folder(folder: str) -> None:

@@ -60,6 +60,7 @@ def encode(model, optimizer=None, *, meta: str | None = None,
                 "architecture": jsontext.dumps(spec, "architecture")}
     if optimizer is not None:
         described, state = optimizer_state.describe(optimizer, model.parameters())
+        optimizer_state.check_values(state, fail)
         metadata["optimizer"] = jsontext.dumps(described, "optimizer state")
         tensors.update(state)
     if meta is not None:
@@ -82,16 +83,16 @@ class Contents(NamedTuple):
 def decode(path, *, build_optimizer: bool = False) -> Contents:
     """Read and check a whole file; every defect raises ModelFileError naming the file."""
     name = fspath(path)
-    with open(name, "rb") as f:
-        data = f.read()
 
     def fail(problem: str):
         if len(problem) > 1000:  # messages quote the file; a hostile one may quote megabytes
             problem = problem[:1000] + " ..."
         return ModelFileError(f"{name}: {problem}")
 
-    metadata, tensors = container.read(data, fail)
+    metadata, tensors = container.read_file(name, fail)
     _check_metadata(metadata, tensors, fail)
+    if metadata.get("architecture", "").count('"class"') > architecture.MAX_MODULES:
+        raise fail(f"architecture has more than {architecture.MAX_MODULES} modules")
     plan = architecture.plan(_loads(metadata, "architecture", fail), tensors, fail)
     expected, opt_spec = dict(plan.expected), None
     if "optimizer" in metadata:
@@ -103,7 +104,8 @@ def decode(path, *, build_optimizer: bool = False) -> Contents:
         raise fail(f"metadata 'meta' must be a JSON object, got {type(meta).__name__}")
     extra = _extra(tensors, expected, meta is not None, fail)
     check_tensors(expected, tensors, fail)
-    model = architecture.assemble(plan, tensors)
+    optimizer_state.check_values(tensors, fail)
+    model = architecture.assemble(plan, tensors, fail)
     build = build_optimizer and opt_spec is not None
     optimizer = optimizer_state.build(opt_spec, tensors, fail) if build else None
     return Contents(model, optimizer, meta, extra)

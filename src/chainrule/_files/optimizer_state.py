@@ -19,6 +19,11 @@ from .container import as_tensor
 from .jsontext import short
 from .registry import TensorSpec
 
+MAX_STEPS = 2**53  # a step count t beyond any run, and still exact as a float
+# State names of the optimizers' running sums and averages of squares (Adagrad, RMSprop,
+# Adadelta, Adam): numbers ≥ 0.
+SQUARES = frozenset({"sum_sq", "square_avg", "acc_delta", "exp_avg_sq"})
+
 
 def describe(optimizer, params: list) -> tuple[dict, dict[str, np.ndarray]]:
     """``(spec, tensors)`` of an optimizer about to be saved with a model whose parameters are
@@ -52,7 +57,8 @@ def plan(spec, params: list[TensorSpec], fail) -> dict[str, TensorSpec]:
         raise fail("metadata 'optimizer' must be an object with exactly 'class', 'hyper', "
                    "'t' and 'state_keys'")
     ok = (isinstance(spec["class"], str) and isinstance(spec["hyper"], dict)
-          and type(spec["t"]) is int and spec["t"] >= 0 and isinstance(spec["state_keys"], list)
+          and type(spec["t"]) is int and 0 <= spec["t"] <= MAX_STEPS
+          and isinstance(spec["state_keys"], list)
           and all(type(v) in (int, float, bool) or v is None for v in spec["hyper"].values()))
     if not ok:
         raise fail("metadata 'optimizer' has a value of the wrong type")
@@ -66,6 +72,16 @@ def plan(spec, params: list[TensorSpec], fail) -> dict[str, TensorSpec]:
         for key in entry:
             expected[f"optimizer.state.{i}.{key}"] = TensorSpec(param.shape, param.dtype, False)
     return expected
+
+
+def check_values(tensors: dict[str, np.ndarray], fail) -> None:
+    """Optimizer state that sums or averages squares is never negative: a negative one would
+    put the square root of a negative number into the next step."""
+    for t, A in tensors.items():
+        if (t.startswith("optimizer.state.") and t.rpartition(".")[2] in SQUARES
+                and A.size and A.min() < 0):
+            raise fail(f"tensor {t!r} expected values ≥ 0 (it accumulates squares), "
+                       f"got {A.min():g}")
 
 
 def build(spec: dict, tensors: dict[str, np.ndarray], fail):
