@@ -1,0 +1,414 @@
+"""chainrule.export: ONNX graphs run in ONNX Runtime, PyTorch twins, scikit-learn MLPs, and
+``chainrule export`` on the command line.
+
+Every module of ``cases.MODULES`` goes to ONNX and to PyTorch. An activation alone has no
+dtype of its own (it computes in its input's), so each single module is also exported behind
+a ``Linear`` of the dtype under test, which fixes the graph's input dtype. Each group of tests
+skips by itself when its optional package (onnx and onnxruntime, torch, scikit-learn) is
+missing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from cases import MODULE_IDS, MODULES, UserModule
+from chainrule.export import from_sklearn, from_torch, to_onnx, to_torch
+
+DTYPES = [np.float32, np.float64]
+ONNX_TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-5}, np.float64: {"rtol": 1e-12, "atol": 1e-12}}
+TORCH_TOL = {np.float32: {"rtol": 1e-5, "atol": 1e-6}, np.float64: {"rtol": 1e-6, "atol": 1e-6}}
+
+
+def _ort():
+    pytest.importorskip("onnx")
+    return pytest.importorskip("onnxruntime")
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _model(case, dtype) -> cr.Sequential:
+    """The case as a model whose first module has parameters of ``dtype``."""
+    m = case.make(dtype)
+    if case.is_network:
+        return m
+    front = cr.Linear(case.n_in, case.n_in, rng=3, dtype=dtype)
+    return cr.Sequential(front, m) if m.parameters() == [] else cr.Sequential(m)
+
+
+def _run_onnx(path, X):
+    ort = _ort()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"X": X})
+
+
+def _notes_options():
+    """Dropout(scaling="notes") and BatchNorm(eps_inside="std") where chainrule has them."""
+    try:
+        drop = cr.Dropout(0.3, scaling="notes", rng=0)
+        bn = cr.BatchNorm(4, eps=1e-3, eps_inside="std", dtype=np.float64)
+    except TypeError:
+        pytest.skip("this chainrule has no scaling= / eps_inside= options")
+    r = np.random.default_rng(1)
+    bn.G.data[...] = r.uniform(0.5, 1.5, (1, 4))
+    bn.B.data[...] = r.normal(size=(1, 4))
+    bn.running_mean[...] = r.normal(size=(1, 4))
+    bn.running_var[...] = r.uniform(0.5, 2.0, (1, 4))
+    return drop, bn
+
+
+# -- ONNX ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("case", MODULES, ids=MODULE_IDS)
+def test_onnx_graph_is_valid_and_runs_like_predict(case, dtype, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = _model(case, dtype)
+    before = [p.data.copy() for p in model.parameters()]
+    mode = [getattr(m, "training", None) for m in model.modules]
+    proto = to_onnx(model, tmp_path / "m.onnx")
+    onnx.checker.check_model(onnx.load(str(tmp_path / "m.onnx")), full_check=True)
+    dim = proto.graph.input[0].type.tensor_type.shape.dim
+    assert dim[0].dim_param == "N" and dim[1].dim_value == case.n_in
+    for n in (1, 7, 64):  # one graph, any batch size
+        X = case.inputs(n, dtype, seed=n)
+        (A,) = _run_onnx(tmp_path / "m.onnx", X)
+        assert A.dtype == dtype and A.shape == (n, case.n_out)
+        np.testing.assert_allclose(A, model.predict(X), **ONNX_TOL[dtype])
+    # exporting changed nothing in the model
+    assert [getattr(m, "training", None) for m in model.modules] == mode
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p.data, b)
+
+
+def test_onnx_a_parameterless_model_is_float32_with_open_width(tmp_path):
+    _ort()
+    to_onnx(cr.Sequential(cr.Tanh(), cr.Softmax()), tmp_path / "m.onnx")
+    X = np.random.default_rng(0).normal(size=(3, 5)).astype(np.float32)
+    (A,) = _run_onnx(tmp_path / "m.onnx", X)
+    np.testing.assert_allclose(A, cr.Sequential(cr.Tanh(), cr.Softmax()).predict(X), rtol=1e-6)
+
+
+def test_onnx_the_notes_dropout_and_batchnorm_conventions(tmp_path):
+    _ort()
+    drop, bn = _notes_options()
+    model = cr.Sequential(cr.Linear(4, 4, rng=0, dtype=np.float64), bn, cr.ReLU(), drop,
+                          cr.Linear(4, 2, rng=1, dtype=np.float64))
+    to_onnx(model, tmp_path / "m.onnx")
+    X = np.random.default_rng(2).normal(size=(9, 4))
+    (A,) = _run_onnx(tmp_path / "m.onnx", X)
+    np.testing.assert_allclose(A, model.predict(X), rtol=1e-12, atol=1e-12)
+    # the graph does scale by 1 − p and put eps outside the square root: against plain NumPy
+    Z = X @ model[0].W.data + model[0].W0.data
+    Z = bn.G.data * (Z - bn.running_mean) / (np.sqrt(bn.running_var) + 1e-3) + bn.B.data
+    A_hand = (np.maximum(Z, 0) * 0.7) @ model[4].W.data + model[4].W0.data
+    np.testing.assert_allclose(A, A_hand, rtol=1e-12)
+
+
+def test_onnx_casts_where_the_dtype_changes(tmp_path):
+    _ort()
+    model = cr.Sequential(cr.Linear(3, 4, rng=0), cr.Sigmoid(),
+                          cr.Linear(4, 2, rng=1, dtype=np.float64))
+    to_onnx(model, tmp_path / "m.onnx")
+    X = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    (A,) = _run_onnx(tmp_path / "m.onnx", X)
+    assert A.dtype == np.float64
+    np.testing.assert_allclose(A, model.predict(X), rtol=1e-6)
+
+
+class Doubler(UserModule):
+    def forward(self, A):
+        return 2 * A
+
+    def backward(self, dLdA):
+        return 2 * dLdA
+
+
+class MyLinear(cr.Linear):
+    pass
+
+
+@pytest.mark.parametrize("export", ["onnx", "torch"])
+@pytest.mark.parametrize("bad, path, name", [
+    (lambda: cr.Sequential(cr.Linear(2, 2), Doubler()), "modules.1", "Doubler"),
+    (lambda: cr.Sequential(cr.Sequential(cr.ReLU(), MyLinear(2, 2))), "modules.0.modules.1",
+     "MyLinear"),
+    (lambda: Doubler(), "modules.0", "Doubler"),
+])
+def test_a_module_chainrule_cannot_translate_is_named(bad, path, name, export, tmp_path):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"old")
+    if export == "onnx":
+        pytest.importorskip("onnx")
+        with pytest.raises(cr.ChainruleError, match=rf"to_onnx cannot translate {path}, a "
+                                                    rf"\S*{name}: expected one of Linear"):
+            to_onnx(bad(), target)
+        assert target.read_bytes() == b"old"  # nothing written
+    else:
+        _torch()
+        with pytest.raises(cr.ChainruleError, match=rf"to_torch cannot translate {path}, a "
+                                                    rf"\S*{name}"):
+            to_torch(bad())
+
+
+def test_onnx_opset_choice_and_its_checks(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    model = cr.Sequential(cr.Linear(2, 3, rng=0), cr.Softmax())
+    assert to_onnx(model, tmp_path / "a.onnx").opset_import[0].version == 17
+    assert to_onnx(model, tmp_path / "b.onnx", opset=13).opset_import[0].version == 13
+    X = np.ones((2, 2), np.float32)
+    np.testing.assert_allclose(_run_onnx(tmp_path / "b.onnx", X)[0], model.predict(X),
+                               rtol=1e-6)
+    newest = onnx.defs.onnx_opset_version()
+    for bad in (12, newest + 1, 17.0, "17"):
+        with pytest.raises(cr.ChainruleError, match=f"expected opset as an int from 13 to "
+                                                    f"{newest}"):
+            to_onnx(model, tmp_path / "c.onnx", opset=bad)
+    assert not (tmp_path / "c.onnx").exists()
+
+
+def test_onnx_writes_atomically_and_leaves_no_temporary_file(tmp_path):
+    pytest.importorskip("onnx")
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"old")
+    to_onnx(cr.Sequential(cr.Linear(2, 1, rng=0)), os.fspath(target))
+    assert target.read_bytes() != b"old"
+    assert os.listdir(tmp_path) == ["m.onnx"]
+    with pytest.raises(FileNotFoundError):
+        to_onnx(cr.Sequential(cr.Linear(2, 1, rng=0)), tmp_path / "no" / "m.onnx")
+
+
+# -- PyTorch ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("case", MODULES, ids=MODULE_IDS)
+def test_to_torch_eval_outputs_equal_predict(case, dtype):
+    torch = _torch()
+    model = _model(case, dtype)
+    net = to_torch(model)
+    assert isinstance(net, torch.nn.Sequential)
+    assert net.training == model.training
+    X = case.inputs(9, dtype, seed=4)
+    with torch.no_grad():
+        A = net.eval()(torch.from_numpy(X)).numpy()
+    assert A.dtype == dtype
+    np.testing.assert_allclose(A, model.predict(X), **TORCH_TOL[dtype])
+
+
+@pytest.mark.parametrize("case", MODULES, ids=MODULE_IDS)
+def test_round_trip_through_torch_is_lossless(case):
+    _torch()
+    model = _model(case, np.float64)
+    back = from_torch(to_torch(model))
+    assert _structure(back) == _structure(model)
+    for a, b in zip(back.parameters(), model.parameters(), strict=True):
+        assert a.name == b.name and a.data.dtype == b.data.dtype
+        np.testing.assert_array_equal(a.data, b.data)
+    for a, b in zip(_leaves(back), _leaves(model), strict=True):
+        if isinstance(a, cr.BatchNorm):
+            np.testing.assert_array_equal(a.running_mean, b.running_mean)
+            np.testing.assert_array_equal(a.running_var, b.running_var)
+
+
+def _leaves(m):
+    return [x for sub in m.modules for x in _leaves(sub)] if isinstance(m, cr.Sequential) else [m]
+
+
+def _structure(m):
+    """Classes, settings and modes, nested as the model is; not how the weights were first
+    drawn (Linear's init and offsets), which torch has no place for."""
+    if isinstance(m, cr.Sequential):
+        return ("Sequential", m.training, [_structure(s) for s in m.modules])
+    config = {k: v for k, v in m.config().items() if k not in ("init", "offsets")}
+    return (type(m).__name__, m.training, config)
+
+
+def _torch_net(torch, dtype):
+    nn = torch.nn
+    torch.manual_seed(0)
+    bn = nn.BatchNorm1d(5, eps=1e-3, momentum=0.2, dtype=dtype)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.normal_()
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2)
+    return nn.Sequential(
+        nn.Linear(4, 5, dtype=dtype), bn, nn.ReLU(), nn.Dropout(0.3),
+        nn.Sequential(nn.Linear(5, 5, dtype=dtype), nn.Tanh(), nn.Identity()),
+        nn.Linear(5, 5, bias=False, dtype=dtype), nn.LeakyReLU(0.2), nn.Sigmoid(),
+        nn.Linear(5, 3, dtype=dtype), nn.Softmax(dim=-1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_from_torch_computes_what_torch_computes(dtype):
+    torch = _torch()
+    net = _torch_net(torch, getattr(torch, np.dtype(dtype).name)).eval()
+    model = from_torch(net)
+    assert model.dtype == dtype and not model.training
+    assert [type(m).__name__ for m in model.modules] == [
+        "Linear", "BatchNorm", "ReLU", "Dropout", "Sequential", "Linear", "LeakyReLU",
+        "Sigmoid", "Linear", "Softmax"]
+    assert model[1].eps == 1e-3 and model[1].momentum == 0.2 and model[3].p == 0.3
+    np.testing.assert_array_equal(model[5].W0.data, 0)  # bias=False
+    X = np.random.default_rng(0).normal(size=(8, 4)).astype(dtype)
+    with torch.no_grad():
+        want = net(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(model.predict(X), want, **TORCH_TOL[dtype])
+    # and back: every tensor of the state_dict bit for bit (a missing bias comes back as 0)
+    again = to_torch(model).state_dict()
+    for key, value in net.state_dict().items():
+        if key != "1.num_batches_tracked":
+            torch.testing.assert_close(again[key], value, rtol=0, atol=0)
+
+
+def test_from_torch_keeps_each_modules_mode_and_takes_a_single_module():
+    torch = _torch()
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Dropout(0.5))
+    net[1].eval()
+    model = from_torch(net)
+    assert model.training and model[0].training and not model[1].training
+    single = from_torch(torch.nn.Linear(3, 1).double())
+    assert isinstance(single, cr.Sequential) and single[0].W.data.shape == (3, 1)
+    assert single.dtype == np.float64
+
+
+class _MyTorchLinear:
+    pass  # replaced below by a torch.nn.Linear subclass when torch is there
+
+
+@pytest.mark.parametrize("make, path, message", [
+    (lambda nn: nn.Sequential(nn.Linear(2, 2), nn.GELU()), "1", "a torch.nn.modules.activation"
+     ".GELU: expected one of torch.nn.Linear"),
+    (lambda nn: nn.Sequential(nn.Sequential(nn.Conv1d(1, 1, 1))), "0.0", "Conv1d"),
+    (lambda nn: nn.Softmax(dim=0), "0", "Softmax\\(dim=0\\).*dim=-1 or dim=1"),
+    (lambda nn: nn.BatchNorm1d(2, track_running_stats=False), "0", "running statistics"),
+    (lambda nn: nn.BatchNorm1d(2, momentum=None), "0", "momentum, got None"),
+    (lambda nn: nn.Linear(2, 2).half(), "0", "float32 or float64 weights, got torch.float16"),
+    (lambda nn: nn.Sequential(type("MyLinear", (nn.Linear,), {})(2, 2)), "0", "MyLinear"),
+])
+def test_from_torch_refuses_what_it_cannot_translate(make, path, message):
+    torch = _torch()
+    with pytest.raises(cr.ChainruleError, match=rf"from_torch cannot translate {path}.*{message}"):
+        from_torch(make(torch.nn))
+
+
+def test_to_torch_refuses_the_notes_conventions_torch_lacks():
+    _torch()
+    drop, bn = _notes_options()
+    with pytest.raises(cr.ChainruleError, match="modules.1, Dropout.*scaling='notes'.*inverted"):
+        to_torch(cr.Sequential(cr.Linear(4, 4), drop))
+    with pytest.raises(cr.ChainruleError, match="modules.0, BatchNorm.*eps_inside='std'"):
+        to_torch(bn)
+
+
+def test_to_torch_copies_and_leaves_torchs_random_generator_alone():
+    torch = _torch()
+    model = cr.Sequential(cr.Linear(3, 2, rng=0))
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    net = to_torch(model)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    with torch.no_grad():
+        net[0].weight.zero_()
+    assert np.abs(model[0].W.data).sum() > 0  # no memory shared
+
+
+def test_step_goes_to_torch_and_back():
+    torch = _torch()
+    net = to_torch(cr.Sequential(cr.Linear(2, 2, rng=0, dtype=np.float64), cr.Step()))
+    x = torch.tensor([[-1.0, 2.0], [0.5, -3.0]], dtype=torch.float64)
+    model = from_torch(net)
+    assert isinstance(model[1], cr.Step)
+    np.testing.assert_array_equal(net(x).detach().numpy(), model.predict(x.numpy()))
+
+
+# -- scikit-learn ------------------------------------------------------------------------------
+
+def _sk_data(kind):
+    r = np.random.default_rng(0)
+    X = r.normal(size=(80, 5))
+    if kind == "binary":
+        return X, np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    if kind == "multiclass":
+        return X, np.digitize(X[:, 0] - X[:, 2], [-0.5, 0.5]) * 10
+    if kind == "multilabel":
+        return X, np.stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0, X[:, 3] > 0.5], 1).astype(int)
+    if kind == "regression":
+        return X, X @ r.normal(size=5) + 3
+    return X, np.stack([X @ r.normal(size=5), np.sin(X[:, 0])], 1)  # two targets
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel", "regression",
+                                  "regression2"])
+def test_from_sklearn_predicts_as_the_estimator_and_explains(kind, activation):
+    pytest.importorskip("sklearn")
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+
+    from chainrule._build import class_probabilities
+    X, y = _sk_data(kind)
+    Est = MLPRegressor if kind.startswith("regression") else MLPClassifier
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = Est(hidden_layer_sizes=(7, 6), activation=activation, max_iter=200,
+                  random_state=0).fit(X, y)
+    model, loss = from_sklearn(est)
+    assert model.dtype == np.float64 and not model.training
+    A = model.predict(X)
+    if kind in ("binary", "multiclass"):
+        np.testing.assert_allclose(class_probabilities(A), est.predict_proba(X), rtol=1e-6,
+                                   atol=1e-9)
+        Y = np.searchsorted(est.classes_, y)
+        assert isinstance(loss, cr.NLL if kind == "binary" else cr.NLLM)
+    elif kind == "multilabel":
+        np.testing.assert_allclose(A, est.predict_proba(X), rtol=1e-6, atol=1e-9)
+        Y = y
+        assert isinstance(loss, cr.NLL)
+    else:
+        np.testing.assert_allclose(A, est.predict(X).reshape(len(X), -1), rtol=1e-6,
+                                   atol=1e-9)
+        Y = y.reshape(len(X), -1)
+        assert isinstance(loss, cr.SquareLoss)
+    explanation = cr.explain(model, loss, X[:16], Y[:16])
+    assert [layer["path"] for layer in explanation.layers] == ["modules.4", "modules.2",
+                                                               "modules.0"]
+    report = cr.gradcheck(model, loss, X[:16], Y[:16])
+    assert report.ok, report.errors
+    assert not model.training  # explain and gradcheck leave the mode as it was
+
+
+def test_from_sklearn_keeps_float32():
+    pytest.importorskip("sklearn")
+    from sklearn.neural_network import MLPRegressor
+    X, y = _sk_data("regression")
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=20, random_state=0)
+    est.fit(X.astype(np.float32), y)
+    model, _ = from_sklearn(est)
+    assert model.dtype == np.float32
+    np.testing.assert_allclose(model.predict(X.astype(np.float32))[:, 0],
+                               est.predict(X.astype(np.float32)), rtol=1e-5, atol=1e-5)
+
+
+def test_from_sklearn_refuses_what_is_not_a_fitted_mlp():
+    pytest.importorskip("sklearn")
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    from chainrule.sklearn import MLPRegressor as OurRegressor
+    with pytest.raises(cr.ChainruleError, match="fitted MLPClassifier, got one not fitted"):
+        from_sklearn(MLPClassifier())
+    with pytest.raises(cr.ChainruleError, match="got sklearn.linear_model.*LogisticRegression"):
+        from_sklearn(LogisticRegression())
+    X, y = _sk_data("regression")
+    ours = OurRegressor((3,), epochs=1, random_state=0).fit(X, y)
+    with pytest.raises(cr.ChainruleError, match="use .model_"):
+        from_sklearn(ours)
