@@ -1,4 +1,4 @@
-"""chainrule side by side with PyTorch, scikit-learn and the GEMM floor, in one process.
+"""chainrule side by side with PyTorch, JAX, scikit-learn and the GEMM floor, in one process.
 
     python benchmarks/run.py            # full run: writes benchmarks/results/latest.{json,md}
     python benchmarks/run.py --quick    # smoke run: fewer rows and repeats, results/quick.*
@@ -46,6 +46,7 @@ from workloads import (  # noqa: E402
     WORKLOADS,
     Chainrule,
     GemmFloor,
+    Jax,
     Sklearn,
     Torch,
     build_chainrule,
@@ -55,15 +56,18 @@ from workloads import (  # noqa: E402
 
 MB = 1024 * 1024
 FLOOR, CR, PT, TC, SK = "GEMM floor", "chainrule", "pytorch", "torch.compile", "scikit-learn"
-SYSTEMS = (FLOOR, CR, PT, TC, SK)
+JS, JX = "jax jit-step", "jax jit-scan"
+SYSTEMS = (FLOOR, CR, PT, TC, JS, JX, SK)
 
 # (workload, system, reference, at most): chainrule's time over the reference's.
+# Issue 19's: against the floor and against JAX's compiled epoch measured in the same run.
 TARGETS = [
+    ("digits-b32", CR, JX, 1.0),
+    ("mnist-b128", CR, JX, 0.8),
+    ("mnist-b32", CR, JX, 0.8),
     ("mnist-b128", CR, FLOOR, 1.5),
-    ("mnist-b128", CR, PT, 0.6),
     ("mnist-b32", CR, PT, 0.5),
     ("digits-b32", CR, SK, 0.4),
-    ("digits-b32", CR, PT, 0.3),
     ("deep-bn", CR, PT, 0.7),
 ]
 MEMORY_BUDGET_MB = 50  # fit's peak above the data, on 60,000 × 784 float32
@@ -71,6 +75,24 @@ NOISY_SPREAD = 1.5  # a system whose slowest epoch took longer than this × its 
 
 
 # -- environment ---------------------------------------------------------------------------
+
+def limit_jax_threads(threads: int) -> list[int]:
+    """Run this process on ``threads`` CPUs when it may use more; return the CPUs it has.
+
+    XLA (JAX's compiler) has no thread-count setting of its own for the CPU: it sizes its
+    thread pools by the CPUs the process may run on. So before JAX starts, the whole
+    process is pinned to the first ``threads`` of them (``os.sched_setaffinity``; every
+    other system is limited to the same count anyway). On a machine with exactly
+    ``threads`` CPUs this changes nothing.
+    """
+    cpus = sorted(os.sched_getaffinity(0))
+    if threads < len(cpus):
+        if "jax" in sys.modules:
+            raise RuntimeError("limit_jax_threads must run before jax is imported")
+        cpus = cpus[:threads]
+        os.sched_setaffinity(0, cpus)
+    return cpus
+
 
 def limit_threads(threads: int):
     """Limit every BLAS/OpenMP pool in this process (and torch's) to ``threads``."""
@@ -125,6 +147,9 @@ def environment(threads: int) -> dict:
                            if importlib.util.find_spec("chainrule.kernels._adam") else
                            "NumPy (chainrule.kernels._adam was not built)"),
         "torch": version("torch"),
+        "jax": version("jax"),
+        "jax_adam": jax_adam_name(),
+        "cpus": sorted(os.sched_getaffinity(0)),
         "sklearn": version("sklearn"),
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -137,6 +162,16 @@ def environment(threads: int) -> dict:
                                                         "OMP_NUM_THREADS")},
         "load_average_start": os.getloadavg(),
     }
+
+
+def jax_adam_name() -> str | None:
+    if importlib.util.find_spec("jax") is None:
+        return None
+    try:
+        import optax
+    except ImportError:
+        return "Adam in jax.numpy (optax's arithmetic; optax is not installed)"
+    return f"optax {optax.__version__} adam"
 
 
 # -- memory (child processes) --------------------------------------------------------------
@@ -282,6 +317,8 @@ def build_systems(w, X, y, wanted, compile_ok: tuple[bool, str] | None) -> dict:
         CR: lambda: Chainrule(w, X, y),
         PT: lambda: Torch(w, X, y),
         TC: lambda: Torch(w, X, y, compile=True),
+        JS: lambda: Jax(w, X, y, scan=False),
+        JX: lambda: Jax(w, X, y, scan=True),
         SK: lambda: Sklearn(w, X, y),
     }
     for name in SYSTEMS:
@@ -289,6 +326,9 @@ def build_systems(w, X, y, wanted, compile_ok: tuple[bool, str] | None) -> dict:
             continue
         if name == SK and not w.sklearn_ok:
             systems[name] = ("not applicable", "MLPClassifier has no BatchNorm or Dropout")
+            continue
+        if name in (JS, JX) and not w.sklearn_ok:
+            systems[name] = ("not applicable", "the JAX systems have no BatchNorm or Dropout")
             continue
         if name == TC and compile_ok is not None and not compile_ok[0]:
             systems[name] = ("unavailable", compile_ok[1])
@@ -316,6 +356,8 @@ def time_workload(w, X, y, systems: dict, repeats: int, log, pause: float = 0.2)
             continue
         results[name] = {"status": "ok", "warmup_seconds": time.perf_counter() - t0,
                          "times": [], "cpu_times": []}
+        if hasattr(s, "compile_seconds"):  # JAX: compiled in the warm-up, never timed
+            results[name]["compile_seconds"] = s.compile_seconds
         live.append(name)
         log(f"  {name}: warm-up {results[name]['warmup_seconds']:.2f} s")
     for r in range(repeats):
@@ -340,7 +382,8 @@ def time_workload(w, X, y, systems: dict, repeats: int, log, pause: float = 0.2)
         res["train_accuracy"] = None if math.isnan(acc) else acc
         if name == FLOOR:
             res["gflops"] = s.flops_per_epoch / res["median"] / 1e9
-    for ref, key in ((FLOOR, "ratio_to_floor"), (PT, "ratio_to_pytorch")):
+    for ref, key in ((FLOOR, "ratio_to_floor"), (PT, "ratio_to_pytorch"),
+                     (JX, "ratio_to_jax_scan")):
         if results.get(ref, {}).get("status") != "ok":
             continue
         for name in live:
@@ -393,26 +436,29 @@ def markdown(report: dict) -> str:
         "",
         f"{env['date']}, commit {env['commit']}; {env['cpu']}, {env['cores']} cores; "
         f"**{env['threads']} thread{'s' if env['threads'] != 1 else ''}** for every system. "
-        "Median of the repeats (one epoch each, systems interleaved); × floor and × PyTorch "
-        "are ratios of medians (below 1: faster than the reference). Load average at start "
+        "Median of the repeats (one epoch each, systems interleaved); × floor, × PyTorch and "
+        "× JAX scan are ratios of medians (below 1: faster than the reference), *paired* the "
+        "median of the per-repeat ratios. Load average at start "
         f"{', '.join(f'{x:.2f}' for x in env['load_average_start'])}, at end "
         f"{', '.join(f'{x:.2f}' for x in env['load_average_end'])}.",
         "",
     ]
     for wname, wres in report["workloads"].items():
         out += [f"## {wname}", "", f"{wres['description']}; {wres['repeats']} repeats.", "",
-                "| system | s/epoch | min – max | × floor | × PyTorch | CPU s | loss | "
-                "train acc. |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|"]
+                "| system | s/epoch | min – max | × floor | × PyTorch | × JAX scan | "
+                "× JAX scan, paired | CPU s | loss | train acc. |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for name, r in wres["systems"].items():
             if r["status"] != "ok":
-                out.append(f"| {name} | {r['status']}: {r['reason']} | | | | | | |")
+                out.append(f"| {name} | {r['status']}: {r['reason']} | | | | | | | | |")
                 continue
             extra = f" ({r['gflops']:.0f} GFLOP/s)" if "gflops" in r else ""
             out.append(
-                f"| {name}{extra} | {r['median']:.3f} | {r['min']:.3f} – {r['max']:.3f} | "
+                f"| {name}{extra} | {r['median']:.4f} | {r['min']:.4f} – {r['max']:.4f} | "
                 f"{_fmt(r.get('ratio_to_floor'), '.2f')} | "
-                f"{_fmt(r.get('ratio_to_pytorch'), '.2f')} | {r['cpu_median']:.3f} | "
+                f"{_fmt(r.get('ratio_to_pytorch'), '.2f')} | "
+                f"{_fmt(r.get('ratio_to_jax_scan'), '.2f')} | "
+                f"{_fmt(r.get('paired_ratio_to_jax_scan'), '.2f')} | {r['cpu_median']:.3f} | "
                 f"{_fmt(r['final_loss'], '.3f')} | {_fmt(r['train_accuracy'], '.3f')} |")
         out.append("")
         noisy = [name for name, r in wres["systems"].items()
@@ -421,12 +467,17 @@ def markdown(report: dict) -> str:
             out += [f"Noisy: the slowest epoch took more than {NOISY_SPREAD:g}× the fastest "
                     f"for {', '.join(noisy)} (other processes were running); the paired and "
                     "minimum ratios under Targets are the steadier reading.", ""]
+        compiled = [f"{name} {r['compile_seconds']:.2f} s" for name, r in wres["systems"].items()
+                    if r["status"] == "ok" and "compile_seconds" in r]
+        if compiled:
+            out += ["JAX compilation, in the warm-up and not in any epoch: " + ", ".join(compiled)
+                    + ".", ""]
         for name, r in wres["systems"].items():
             if name == TC and r["status"] == "ok":
                 out.append(f"torch.compile: warm-up with compilation {r['warmup_seconds']:.1f} "
                            f"s in this process ({wres.get('compile_probe', '')}).")
                 out.append("")
-    out += ["## Targets (issue 7)", "",
+    out += ["## Targets (issues 7 and 19)", "",
             "| workload | ratio | measured (medians) | paired | of minimums | floor alone | "
             "at most | met |",
             "|---|---|---:|---:|---:|---:|---:|---|"]
@@ -470,9 +521,10 @@ def markdown(report: dict) -> str:
     ob = {k: v for k, v in env["openblas_env"].items() if v is not None}
     out += ["## Environment", "",
             f"Python {env['python']}, NumPy {env['numpy']}, PyTorch {env['torch']} "
-            f"(torch threads {env['torch_threads']}), scikit-learn {env['sklearn']}, "
+            f"(torch threads {env['torch_threads']}), JAX {env['jax']} ({env['jax_adam']}), "
+            f"scikit-learn {env['sklearn']}, "
             f"chainrule {env['chainrule']}; its Adam update: {env['chainrule_adam']}.", "",
-            f"Thread pools: {pools}.", "",
+            f"Thread pools: {pools}. CPUs this process ran on: {env['cpus']}.", "",
             "OpenBLAS/OpenMP variables: " + (", ".join(f"{k}={v}" for k, v in ob.items())
                                              if ob else "none set") + ".", ""]
     return "\n".join(out)
@@ -517,6 +569,8 @@ def main(argv=None) -> int:
     def log(msg):
         print(f"[{time.perf_counter() - started:7.1f} s] {msg}", flush=True)
 
+    if JS in wanted or JX in wanted:
+        limit_jax_threads(args.threads)
     if PT in wanted or TC in wanted:
         try:
             import torch  # noqa: F401 - imported before the limits so they reach it

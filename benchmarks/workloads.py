@@ -322,3 +322,182 @@ class GemmFloor:
 
     def accuracy(self) -> float:
         return math.nan
+
+
+# -- JAX -----------------------------------------------------------------------------------
+
+def jax_adam():
+    """Adam as a pure function pair, ``(init, update)``: optax's ``adam(1e-3)`` when optax is
+    installed, otherwise the same arithmetic written out in ``jax.numpy``, as optax does it::
+
+        m ← β₁m + (1−β₁) g;   v ← β₂v + (1−β₂) g²;   t ← t + 1
+        W ← W − lr · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + eps)
+
+    (optax's ``scale_by_adam`` with ``eps_root=0``, then ``scale_by_learning_rate``.)
+    ``update(grads, state, params) -> (new params, new state)``. The second value of the
+    result says which one ran.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    lr, b1, b2, eps = 1e-3, 0.9, 0.999, 1e-8
+    try:
+        import optax
+    except ImportError:
+        optax = None
+    if optax is not None:
+        tx = optax.adam(lr, b1=b1, b2=b2, eps=eps)
+
+        def update(grads, state, params):
+            updates, state = tx.update(grads, state, params)
+            return optax.apply_updates(params, updates), state
+
+        return (tx.init, update), f"optax {optax.__version__} adam"
+
+    def init(params):
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+        return (jnp.zeros([], jnp.int32), zeros, jax.tree_util.tree_map(jnp.zeros_like, params))
+
+    def update(grads, state, params):
+        count, mu, nu = state
+        mu = jax.tree_util.tree_map(lambda g, m: (1 - b1) * g + b1 * m, grads, mu)
+        nu = jax.tree_util.tree_map(lambda g, v: (1 - b2) * (g * g) + b2 * v, grads, nu)
+        count = count + 1
+        t = count.astype(jnp.float32)
+        c1, c2 = 1 - b1 ** t, 1 - b2 ** t
+        params = jax.tree_util.tree_map(
+            lambda p, m, v: p - lr * ((m / c1) / (jnp.sqrt(v / c2) + eps)), params, mu, nu)
+        return params, (count, mu, nu)
+
+    return (init, update), "Adam in jax.numpy (optax's arithmetic; optax is not installed)"
+
+
+class Jax:
+    """JAX on the CPU, the network as a pure function of its weights, Adam as :func:`jax_adam`.
+
+    Two forms, as a JAX user writes them:
+
+    - ``scan=False`` (**jax jit-step**): one ``jax.jit``-compiled training step (forward,
+      ``jax.value_and_grad``, Adam), called from a Python loop over batches indexed from a
+      NumPy permutation; the losses stay on the device until the epoch ends (no sync per
+      step).
+    - ``scan=True`` (**jax jit-scan**): the whole epoch as one compiled function: a
+      ``jax.random.permutation`` of the rows, ``lax.scan`` of the step over the full
+      batches (each gathers its rows from the data, which stay on the device), and one more
+      step for the short last batch.
+
+    The weights and the optimizer state are donated to each call (updated in place).
+    Compilation (``jit(...).lower(...).compile()``) happens in ``warmup`` and is reported as
+    ``compile_seconds``, never inside a timed epoch. The initial weights are chainrule's
+    (same seed), so both learn the same. Threads: XLA sizes its CPU thread pool by the CPUs
+    this process may run on, which ``run.py`` sets (``os.sched_setaffinity``) before JAX
+    starts. ``weights``: ``[(W, W0), ...]`` per layer, instead of chainrule's.
+    """
+
+    def __init__(self, w: Workload, X: np.ndarray, y: np.ndarray, seed: int = SEED,
+                 scan: bool = False, weights: list | None = None):
+        import jax
+        import jax.numpy as jnp
+
+        if w.batch_norm or w.dropout:
+            raise NotImplementedError("the JAX systems have no BatchNorm or Dropout")
+        self.jax, self.jnp, self.w = jax, jnp, w
+        self.name = "jax jit-scan" if scan else "jax jit-step"
+        self.scan = scan
+        (adam_init, adam_update), self.adam = jax_adam()
+        if weights is None:  # chainrule's initial weights: both learn the same
+            weights = [(layer.W.data, layer.W0.data)
+                       for layer in build_chainrule(w, seed).modules if hasattr(layer, "W")]
+        params = [(jnp.asarray(W), jnp.asarray(W0)) for W, W0 in weights]
+        self.state = (params, adam_init(params))
+        self.X_host, self.y_host = X, y.astype(np.int32)
+        self.X, self.y = jnp.asarray(X), jnp.asarray(self.y_host)
+        self.rng = np.random.default_rng(seed)
+        self.key = jax.random.PRNGKey(seed)
+        self.last_loss = math.nan
+        self.compile_seconds = math.nan
+
+        def forward(params, xb):
+            A = xb
+            for W, W0 in params[:-1]:
+                A = jax.nn.relu(A @ W + W0)
+            W, W0 = params[-1]
+            return A @ W + W0  # logits; the softmax is inside the loss
+
+        def loss_fn(params, xb, yb):
+            logp = jax.nn.log_softmax(forward(params, xb))
+            return -jnp.mean(jnp.take_along_axis(logp, yb[:, None], axis=1))
+
+        def step(state, xb, yb):
+            params, opt_state = state
+            loss, grads = jax.value_and_grad(loss_fn)(params, xb, yb)
+            params, opt_state = adam_update(grads, opt_state, params)
+            return (params, opt_state), loss
+
+        b = w.batch_size
+
+        def epoch(state, X, y, key):
+            n = X.shape[0]
+            full = n // b
+            perm = jax.random.permutation(key, n)
+
+            def body(state, idx):
+                state, loss = step(state, X[idx], y[idx])
+                return state, loss * b
+
+            state, losses = jax.lax.scan(body, state, perm[:full * b].reshape(full, b))
+            total = jnp.sum(losses)
+            if n % b:
+                idx = perm[full * b:]
+                state, loss = step(state, X[idx], y[idx])
+                total = total + loss * (n % b)
+            return state, total / n
+
+        self._step = jax.jit(step, donate_argnums=0)
+        self._epoch = jax.jit(epoch, donate_argnums=0)
+        self._forward = jax.jit(forward)
+
+    def _batches(self, n: int):
+        b = self.w.batch_size
+        order = self.rng.permutation(n)
+        return [order[i:i + b] for i in range(0, n, b)]
+
+    def _fit(self, X, y, Xj, yj) -> None:
+        if self.scan:
+            self.key, sub = self.jax.random.split(self.key)
+            self.state, loss = self._epoch(self.state, Xj, yj, sub)
+            self.last_loss = float(loss)
+            return
+        losses = []
+        for idx in self._batches(len(X)):
+            self.state, loss = self._step(self.state, X.take(idx, axis=0), y.take(idx))
+            losses.append(loss * len(idx))
+        self.last_loss = float(self.jnp.sum(self.jnp.stack(losses))) / len(X)
+
+    def warmup(self) -> None:
+        """Compile (timed: ``compile_seconds``), then run the short warm-up epoch."""
+        import time
+
+        jax = self.jax
+        t0 = time.perf_counter()
+        if self.scan:
+            for n in sorted({len(self.X), warmup_rows(self.w, len(self.X))}):
+                self._epoch.lower(self.state, self.X[:n], self.y[:n],
+                                  jax.random.PRNGKey(0)).compile()
+        else:
+            b, n = self.w.batch_size, len(self.X)
+            for rows in sorted({b, n % b} - {0}):
+                self._step.lower(self.state, self.X_host[:rows], self.y_host[:rows]).compile()
+        self._forward.lower(self.state[0], self.X).compile()
+        self.compile_seconds = time.perf_counter() - t0
+        k = warmup_rows(self.w, len(self.X))
+        self._fit(self.X_host[:k], self.y_host[:k], self.X[:k], self.y[:k])
+        jax.block_until_ready(self.state)
+
+    def epoch(self) -> None:
+        self._fit(self.X_host, self.y_host, self.X, self.y)
+        self.jax.block_until_ready(self.state)
+
+    def accuracy(self) -> float:
+        pred = np.asarray(self._forward(self.state[0], self.X)).argmax(axis=1)
+        return float(np.mean(pred == self.y_host))
