@@ -147,10 +147,10 @@ class _Run:
                         interrupted[0] = True
                     if interrupted[0]:
                         break
-                figures = self._end_epoch(epoch, tally, validation, t0, bar)
+                figures = self._end_epoch(epoch, tally, validation, t0, bar, interrupted)
                 if figures is None or tally.steps < len(self.batches):
                     break  # interrupted within the epoch
-                if self._after_epoch(epoch, figures) or interrupted[0]:
+                if self._after_epoch(epoch, figures, interrupted) or interrupted[0]:
                     break
         history.interrupted = bool(interrupted[0])
         if self.early_stopping is not None:
@@ -160,33 +160,50 @@ class _Run:
         self.model.train()
         return history
 
-    def _end_epoch(self, epoch, tally, validation, t0, bar) -> dict | None:
-        """Record the epoch's figures in the History (None when it took no step)."""
+    def _end_epoch(self, epoch, tally, validation, t0, bar, interrupted) -> dict | None:
+        """Record the epoch's figures in the History (None when it took no step, or when its
+        validation was interrupted twice)."""
         if tally.steps == 0:
             if bar is not None:
-                bar.close({})
+                _run_through(interrupted, bar.close, {}, again=False)
             return None
         figures = tally.figures()
         if validation is not None:
-            val = evaluate(self.model, self.loss, *validation)
+            done, val = _run_through(interrupted, evaluate, self.model, self.loss, *validation)
+            if not done:
+                return None
             figures.update({f"val_{k}": v for k, v in val.items()})
         figures["time"] = time.perf_counter() - t0
         self.history.append(figures, dict(zip(self.store.paths, tally.mean_norms())))
         if bar is not None:
-            bar.close({k: v for k, v in figures.items() if k != "time"})
+            _run_through(interrupted, bar.close, {k: v for k, v in figures.items()
+                                                  if k != "time"}, again=False)
         return figures
 
-    def _after_epoch(self, epoch: int, figures: dict) -> bool:
-        """Early stopping, the callbacks and the checkpoint; should training stop?"""
+    def _after_epoch(self, epoch: int, figures: dict, interrupted) -> bool:
+        """Early stopping, the callbacks and the checkpoint; should training stop?
+
+        Each is run to its end though a ``KeyboardInterrupt`` be raised inside it, as a
+        Ctrl-C signal would let it run (:func:`_run_through`): the epoch's checkpoint is
+        written all the same.
+        """
         es, stop = self.early_stopping, False
-        if es is not None and es.update(epoch, figures["val_loss"], self.store.params):
-            self.history.stopped_early = stop = True
+        if es is not None:
+            before = es.state_dict()  # early stopping's update, undone if interrupted midway
+
+            def update():
+                es.load_state_dict(before)
+                return es.update(epoch, figures["val_loss"], self.store.params)
+
+            if _run_through(interrupted, update)[1]:
+                self.history.stopped_early = stop = True
         for cb in self.callbacks:
-            if hasattr(cb, "on_epoch_end") and cb.on_epoch_end(epoch, dict(figures)):
-                stop = True
+            if hasattr(cb, "on_epoch_end"):  # a callback is not run twice
+                stop = bool(_run_through(interrupted, cb.on_epoch_end, epoch, dict(figures),
+                                         again=False)[1]) or stop
         if self.checkpoint is not None:
-            write_checkpoint(self.checkpoint, self.model, self.optimizer, self.rng, es,
-                             self.history)
+            _run_through(interrupted, write_checkpoint, self.checkpoint, self.model,
+                         self.optimizer, self.rng, es, self.history)
         return stop
 
 
@@ -416,6 +433,19 @@ def _check_optimizer(optimizer):
         raise InputError(f"fit expected an optimizer instance such as cr.Adam(lr=1e-3), "
                          f"got {optimizer!r}")
     return optimizer
+
+
+def _run_through(interrupted: list[bool], work, *args, again: bool = True):
+    """``(done, work(*args))``, with a ``KeyboardInterrupt`` raised inside ``work`` (by a
+    callback, a custom loss, or another signal handler) treated as a Ctrl-C signal: recorded
+    in ``interrupted``, and ``work``, which can safely be run again, run once more to its end
+    (``again=False``: not, for a callback). ``(False, None)`` when it did not complete."""
+    for _ in range(2 if again else 1):
+        try:
+            return True, work(*args)
+        except KeyboardInterrupt:
+            interrupted[0] = True
+    return False, None
 
 
 @contextmanager
