@@ -412,3 +412,142 @@ def test_from_sklearn_refuses_what_is_not_a_fitted_mlp():
     ours = OurRegressor((3,), epochs=1, random_state=0).fit(X, y)
     with pytest.raises(cr.ChainruleError, match="use .model_"):
         from_sklearn(ours)
+
+
+# -- the command line --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Models saved by ``chainrule train``: a classifier on iris, a regressor on diabetes,
+    and the raw CSV features that ``chainrule predict`` reads for each."""
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_diabetes, load_iris
+
+    from chainrule.cli import main
+    folder = tmp_path_factory.mktemp("cli")
+    files = {}
+    for name, load, label in (("iris", load_iris, "species"),
+                              ("diabetes", load_diabetes, "progression")):
+        d = load()
+        X = d.data[::7]
+        names = [f"x{i}" for i in range(X.shape[1])]
+        np.savetxt(folder / f"{name}.csv", X, delimiter=",", header=",".join(names),
+                   comments="")
+        y = d.target_names[d.target] if name == "iris" else d.target
+        rows = [",".join([*map(repr, x.tolist()), str(t)]) for x, t in zip(d.data, y)]
+        (folder / f"{name}-train.csv").write_text(",".join([*names, label]) + "\n"
+                                                   + "\n".join(rows) + "\n")
+        model = folder / f"{name}.safetensors"
+        assert main(["train", "--data", str(folder / f"{name}-train.csv"), "--epochs", "5",
+                     "--hidden", "8", "--batch-norm", "--dropout", "0.1", "--save",
+                     str(model), "--no-progress"]) == 0
+        files[name] = (model, folder / f"{name}.csv", X.astype(np.float32))
+    return folder, files
+
+
+def _predicted(main, model, csv, capsys):
+    capsys.readouterr()
+    assert main(["predict", str(model), str(csv)]) == 0
+    return capsys.readouterr().out.split("\n")[1:-1]
+
+
+def test_cli_export_onnx_predicts_what_chainrule_predict_prints(trained, capsys):
+    _ort()
+    import json
+
+    import onnx
+
+    from chainrule.cli import main
+    folder, files = trained
+    model, csv, X = files["iris"]
+    assert main(["export", str(model), "--onnx", str(folder / "iris.onnx")]) == 0
+    A, label = _run_onnx(folder / "iris.onnx", X)  # raw features in, class names out
+    assert label.tolist() == _predicted(main, model, csv, capsys)
+    props = {p.key: p.value for p in onnx.load(str(folder / "iris.onnx")).metadata_props}
+    assert json.loads(props["features"]) == [f"x{i}" for i in range(4)]
+    # the probabilities are the model's on the standardised features
+    net, info_tensors = cr.load(model), _scaling(model)
+    np.testing.assert_allclose(A, net.predict((X - info_tensors[0]) / info_tensors[1]),
+                               rtol=1e-5, atol=1e-6)
+
+    model, csv, X = files["diabetes"]
+    assert main(["export", str(model), "--onnx", str(folder / "diabetes.onnx")]) == 0
+    outputs = _run_onnx(folder / "diabetes.onnx", X)
+    assert len(outputs) == 1  # regression: no label
+    printed = np.array(_predicted(main, model, csv, capsys), float)
+    np.testing.assert_allclose(outputs[0][:, 0], printed, rtol=1e-5)  # in the targets' units
+
+
+def _scaling(model):
+    from chainrule.serialization import load_checkpoint
+    _, _, _, tensors = load_checkpoint(model)
+    return tensors["mean"], tensors["std"]
+
+
+def test_cli_export_torch_is_a_weights_only_file_rebuilt_from_torch_nn(trained, capsys):
+    torch = _torch()
+    from chainrule.cli import main
+    folder, files = trained
+    for name in ("iris", "diabetes"):
+        model, csv, X = files[name]
+        path = folder / f"{name}.pt"
+        assert main(["export", str(model), "--torch", str(path)]) == 0
+        saved = torch.load(path, weights_only=True)  # refuses anything but plain data
+        assert saved["format"] == "chainrule-torch-1"
+        # the recipe of docs/export.md
+        net = torch.nn.Sequential(*(getattr(torch.nn, s["type"])(**s["args"])
+                                    for s in saved["architecture"]))
+        net.load_state_dict(saved["state_dict"], assign=True)
+        net.eval()
+        with torch.no_grad():
+            x = torch.from_numpy(X.astype(np.float64))
+            A = net(((x - saved["input_mean"]) / saved["input_std"]).float()).double()
+        printed = _predicted(main, model, csv, capsys)
+        if name == "iris":
+            assert [saved["classes"][i] for i in A.argmax(1)] == printed
+        else:
+            values = A[:, 0] * saved["target_scale"] + saved["target_mean"]
+            np.testing.assert_allclose(values.numpy(), np.array(printed, float), rtol=1e-5)
+
+
+def test_cli_export_takes_a_plain_model_file(tmp_path):
+    _ort()
+    from chainrule.cli import main
+    model = cr.Sequential(cr.Linear(3, 2, rng=0, dtype=np.float64), cr.Sigmoid())
+    cr.save(model, tmp_path / "m.safetensors")
+    assert main(["export", str(tmp_path / "m.safetensors"), "--onnx",
+                 str(tmp_path / "m.onnx"), "--opset", "13"]) == 0
+    X = np.random.default_rng(0).normal(size=(4, 3))
+    outputs = _run_onnx(tmp_path / "m.onnx", X)
+    assert len(outputs) == 1
+    np.testing.assert_allclose(outputs[0], model.predict(X), rtol=1e-12)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "{model}"], "expected --onnx PATH, --torch PATH or both, got neither"),
+    (["export", "{tmp}/none.safetensors", "--onnx", "{tmp}/m.onnx"], "No such file"),
+    (["export", "{model}", "--onnx", "{model}/m.onnx"], "does not exist"),
+    (["export", "{model}", "--torch", "{tmp}/no/m.pt"], "folder"),
+    (["export", "{model}", "--onnx", "{tmp}"], "Is a directory"),
+    (["export", "{model}", "--onnx", "{tmp}/m.onnx", "--opset", "12"], "opset as an int"),
+    (["export", "{model}", "--onnx", "{tmp}/m.onnx", "--opset", "x"], "invalid"),
+    (["export", "{bad}", "--onnx", "{tmp}/m.onnx"], "bad.safetensors"),
+    (["export", "{user}", "--torch", "{tmp}/m.pt"], "cannot write modules.1 (Step)"),
+])
+def test_cli_export_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, capsys):
+    _ort()
+    _torch()
+    from chainrule.cli import main
+    model, bad, user = tmp_path / "m.safetensors", tmp_path / "bad.safetensors", tmp_path / "s"
+    cr.save(cr.Sequential(cr.Linear(2, 1, rng=0)), model)
+    cr.save(cr.Sequential(cr.Linear(2, 1, rng=0), cr.Step()), user)
+    bad.write_bytes(b"not a model")
+    argv = [a.format(model=model, tmp=tmp_path, bad=bad, user=user) for a in argv]
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse's own errors
+        code = e.code
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.pt").exists()

@@ -5,12 +5,14 @@
     chainrule train --data my.csv --label price --optimizer sgd --lr 0.01
     chainrule evaluate iris.safetensors
     chainrule predict iris.safetensors new_rows.csv
+    chainrule export iris.safetensors --onnx iris.onnx --torch iris.pt
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 
@@ -75,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Train small neural networks with explicit back-propagation (MIT 6.390, chapter 6)."),
         epilog="Run 'chainrule train' with no options to train an MLP on the digits data set.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser,
-                                metavar="{train,evaluate,predict}")
+                                metavar="{train,evaluate,predict,export}")
 
     t = sub.add_parser("train", help="train a network and print its test accuracy",
                        description="Train an MLP and report its accuracy (classification) "
@@ -97,7 +99,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a .safetensors file written by 'chainrule train --save'")
     p.add_argument("data", help="a CSV file with a header row and the model's feature columns")
     p.add_argument("--output", metavar="PATH", help="write predictions to this CSV instead")
+    _export_parser(sub)
     return parser
+
+
+def _export_parser(sub) -> None:
+    x = sub.add_parser("export", help="write a saved model as ONNX or PyTorch",
+                       description="Write a saved model as an ONNX graph (for ONNX Runtime) "
+                       "and/or a PyTorch state_dict file. Both take the raw features that "
+                       "'chainrule predict' reads: the model file's feature scaling is folded "
+                       "into the ONNX graph and stored beside the PyTorch weights.")
+    x.add_argument("model", help="a .safetensors model file ('chainrule train --save' or "
+                   "chainrule.save)")
+    x.add_argument("--onnx", metavar="PATH", help="write an ONNX graph (input X, output A, "
+                   "and label for a classifier)")
+    x.add_argument("--torch", metavar="PATH", help="write torch.save of tensors, numbers and "
+                   "strings only: read it with torch.load(PATH, weights_only=True)")
+    x.add_argument("--opset", type=_positive_int, help="ONNX operator set (default: 17)")
 
 
 def _data_options(d) -> None:
@@ -351,10 +369,60 @@ def predict(args) -> int:
     return 0
 
 
+# -- export --------------------------------------------------------------------------------
+
+def export(args) -> int:
+    """Write ``args.model`` as ONNX and/or PyTorch, with what ``predict`` does around it."""
+    targets = [(flag, path) for flag, path in (("--onnx", args.onnx), ("--torch", args.torch))
+               if path]
+    if not targets:
+        raise ChainruleError("export expected --onnx PATH, --torch PATH or both, got neither")
+    for flag, path in targets:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):  # say so before loading anything
+            raise ChainruleError(f"{flag} {path}: folder {folder} does not exist")
+    model, info, tensors = _open_any(args.model)
+    around = {"standardise": (tensors["mean"], tensors["std"]) if "mean" in tensors else None}
+    if info is not None and info["task"] == "regression":
+        mean, scale = info["y_scale"]
+        around["unstandardise"] = (np.float64(mean), np.float64(scale))
+    if info is not None and info["task"] == "classification":
+        around["classes"] = info["classes"]
+    from .export import onnx_graph, torch_file
+    try:
+        if args.onnx:
+            metadata = {} if info is None else {"features": json.dumps(info["features"]),
+                                                "task": info["task"]}
+            proto = onnx_graph.model_proto(model, opset=args.opset, metadata=metadata,
+                                           where="chainrule export --onnx", **around)
+            onnx_graph.write(proto, args.onnx)
+            print(f"wrote ONNX graph to {args.onnx}", file=sys.stderr)
+        if args.torch:
+            torch_file.save_torch(model, args.torch, **around)
+            print(f"wrote PyTorch weights and architecture to {args.torch}", file=sys.stderr)
+    except ModuleNotFoundError as e:  # onnx or torch, imported where they are needed
+        raise ChainruleError(f"export needs the {e.name} package, which is not installed "
+                             f"(pip install {e.name})") from None
+    return 0
+
+
+def _open_any(path):
+    """``(model, cli info or None, tensors)`` of a file from ``train --save`` or ``save``."""
+    from .errors import ModelFileError
+    from .serialization import load
+    try:
+        return _open(path)
+    except ModelFileError:  # not a checkpoint: a plain model file has no scaling to fold in
+        return load(path), None, {}
+    except ChainruleError:  # a checkpoint, but not train's
+        return load(path), None, {}
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": train, "evaluate": evaluate, "predict": predict}[args.command](args)
+        return {"train": train, "evaluate": evaluate, "predict": predict,
+                "export": export}[args.command](args)
     except DivergenceError as e:
         print(f"chainrule: {e}", file=sys.stderr)
         return 1

@@ -93,7 +93,7 @@ def to_onnx(model, path: str | os.PathLike, *, opset: int | None = None):
 
 
 def model_proto(model, *, opset: int | None = None, standardise=None, unstandardise=None,
-                classes=None, where: str = "to_onnx"):
+                classes=None, metadata=None, where: str = "to_onnx"):
     """The checked ``onnx.ModelProto`` of ``model``, as :func:`to_onnx` writes it.
 
     The command line adds what ``chainrule predict`` does around the network:
@@ -101,6 +101,7 @@ def model_proto(model, *, opset: int | None = None, standardise=None, unstandard
     features; ``unstandardise=(mean, scale)`` puts ``A · scale + mean`` last (a regression's
     targets in their units); ``classes`` (names, in the order of the outputs) adds a second
     output ``label``: the most probable class's name per row, as ``predict`` prints it.
+    ``metadata`` (str -> str) goes into the model's ``metadata_props``.
     """
     import onnx
     from onnx import helper
@@ -122,6 +123,7 @@ def model_proto(model, *, opset: int | None = None, standardise=None, unstandard
     proto = helper.make_model(g, opset_imports=opsets, producer_name="chainrule",
                               producer_version=__version__,
                               ir_version=helper.find_min_ir_version_for(opsets))
+    helper.set_model_props(proto, dict(metadata or {}))
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
