@@ -58,16 +58,20 @@ RUNS = {  # name: (network options, fit options)
 
 print(f"40 training points, {epochs} epochs of Adam (η = 0.01), batches of 10")
 print(f"{'regularizer':<22}{'epochs':>7}{'train acc':>11}{'test acc':>10}{'test loss':>11}")
-models = {}
+models, histories = {}, {}
 for name, (net, fit) in RUNS.items():
     model = network(**net)
     h = cr.fit(model, cr.NLL(), X, y, epochs=epochs, batch_size=10, rng=0, progress=False,
                validation_data=(Xv, yv), **{"optimizer": cr.Adam(lr=0.01), **fit})
-    models[name] = model
+    models[name], histories[name] = model, h
     train_acc = np.mean((model.predict(X)[:, 0] >= 0.5) == y)
     A = model.predict(Xt)
     test_acc = np.mean((A[:, 0] >= 0.5) == yt)
     print(f"{name:<22}{h.epochs:>7}{train_acc:>11.2f}{test_acc:>10.3f}{cr.NLL()(A, yt):>11.3f}")
+h, patience = histories["early stopping"], RUNS["early stopping"][1]["early_stopping"].patience
+if h.stopped_early:  # the first epoch without improvement is best + 1; patience=0 stops there
+    print(f"early stopping: best epoch k = {h.best_epoch} (0-based), {h.epochs} epochs run = "
+          f"k + 1 + max(patience, 1): {h.epochs == h.best_epoch + 1 + max(patience, 1)}")
 print("A smaller gap between training and test accuracy, and a lower test loss, is what\n"
       "regularization buys; the unregularized network's test loss shows it is overconfident.")
 

@@ -1,7 +1,10 @@
-"""The course notes' hand-worked cases (MIT 6.390, chapter 6), with the arithmetic in comments.
+"""The notes' formulas (MIT 6.390, chapter 6) worked by hand, with the arithmetic in comments.
+
+The notes work these symbolically; the numbers are ours, chosen so that every step can be
+checked on paper.
 
 * A two-neuron network, one input x, worked through the chain rule of the notes'
-  equations 6.10–6.16:
+  equations (6.10)–(6.16):
       neuron 1: z1 = w1 x + w01,  a1 = f1(z1);   neuron 2: z2 = w2 a1 + w02,  a2 = f2(z2)
       loss L(a2, y)
       dL/dw2  = dL/da2 · f2'(z2) · a1              dL/dw02 = dL/da2 · f2'(z2)
@@ -114,13 +117,45 @@ def test_two_sigmoid_neurons_with_nll_use_the_fused_output_gradient():
 
 
 def test_two_data_points_mean_reduction_averages_the_gradients():
-    # The training error J = (1/n) Σᵢ L(a2⁽ⁱ⁾, y⁽ⁱ⁾): with the two points above (x = 2 and
-    # x = −2, y = 1), dJ/dw1 = (0.6465797121326388 + 0)/2 = 0.3232898560663194.
-    model = cr.Sequential(_neuron(0.5, -0.5), cr.ReLU(), _neuron(-1.5, 1.0), cr.Sigmoid())
-    loss = cr.SquareLoss()
-    loss(model(np.array([[2.0], [-2.0]])), np.array([1.0, 1.0]))
-    model.backward_from(loss)
-    assert model.modules[0].W.grad[0, 0] == pytest.approx(0.3232898560663194, rel=1e-14)
+    # chainrule's default J = (1/n) Σᵢ L(a2⁽ⁱ⁾, y⁽ⁱ⁾): with the two points above (x = 2 and
+    # x = −2, y = 1), dJ/dw1 = (0.6465797121326388 + 0)/2 = 0.3232898560663194. The notes'
+    # batch gradient is the sum (Definition 21): reduction="sum" gives 0.6465797121326388.
+    for reduction, expected in [("mean", 0.3232898560663194), ("sum", 0.6465797121326388)]:
+        model = cr.Sequential(_neuron(0.5, -0.5), cr.ReLU(), _neuron(-1.5, 1.0), cr.Sigmoid())
+        loss = cr.SquareLoss(reduction=reduction)
+        loss(model(np.array([[2.0], [-2.0]])), np.array([1.0, 1.0]))
+        model.backward_from(loss)
+        assert model.modules[0].W.grad[0, 0] == pytest.approx(expected, rel=1e-14)
+
+
+def test_batch_normalization_divides_by_the_1_over_K_standard_deviation():
+    # Key Equation 37 on the notes' data [1, 2, 100, 3, 4, 5] (one unit, K = 6 rows):
+    #   μ = 115/6 = 19.1666…;  σ² = (1/K) Σ (z − μ)² = 1329.4722…, σ = 36.4619…
+    #   (1 − μ)/σ = −18.1666…/36.4619… = −0.50222, …, (100 − μ)/σ = 2.23464
+    # The notes' (6.65) prints −0.458, …, 2.04: those divide by the n − 1 standard deviation
+    # (39.9419…), not by Key Equation 37's σ.
+    Z = np.array([[1.0], [2.0], [100.0], [3.0], [4.0], [5.0]])
+    expected = [-0.50222, -0.47457, 2.23464, -0.44693, -0.41928, -0.39164]
+    for eps_inside in ("variance", "std"):
+        bn = cr.BatchNorm(1, eps=1e-12, eps_inside=eps_inside, dtype=np.float64)
+        np.testing.assert_allclose(bn(Z).ravel(), expected, atol=5e-6)
+    notes_6_65 = [-0.458, -0.433, 2.04, -0.408, -0.383, -0.358]
+    assert np.abs(bn(Z).ravel() - notes_6_65).max() > 0.03
+
+
+@pytest.mark.parametrize("patience", [0, 1, 3])
+def test_early_stopping_runs_best_epoch_plus_one_plus_max_patience_1(patience):
+    # With η = 0 the validation loss never changes: epoch 0 improves on +inf (k = 0), and
+    # no later epoch improves. The first epoch without improvement is epoch 1; patience=0
+    # stops there, like patience=1 (the notes' Definition 30: stop once the loss has stopped
+    # decreasing). So fit runs k + 1 + max(patience, 1) epochs.
+    X = np.linspace(-1, 1, 20).reshape(-1, 1)
+    model = cr.Sequential(_neuron(0.5, 0.0), cr.Identity())
+    history = cr.fit(model, cr.SquareLoss(), X, 2 * X, optimizer=cr.SGD(lr=0.0), epochs=50,
+                     validation_split=0.25, early_stopping=cr.EarlyStopping(patience=patience),
+                     rng=0, progress=False)
+    assert history.stopped_early and history.best_epoch == 0
+    assert history.epochs == 0 + 1 + max(patience, 1)
 
 
 # -- the derivative catalogue (Notation 13 and 14) ------------------------------------------------
