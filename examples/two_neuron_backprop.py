@@ -66,10 +66,10 @@ for name, hand, p in rows:
 agree = all(abs(hand - p.grad.item()) < 1e-12 for _, hand, p in rows)
 print("hand and chainrule agree:", agree)
 
-report = explain(model, loss, X, Y)
-print(f"explain: ‖∂L/∂Z²‖ = {report.layers[0]['norms']['dLdZ']:.8f} "
-      f"(|∂L/∂z²| = {abs(dL_dz2):.8f}), ‖∂L/∂A¹‖ = {report.layers[0]['norms']['dLdA_prev']:.8f}"
-      f" (|∂L/∂a¹| = {abs(dL_da1):.8f})")
+values = explain(model, loss, X, Y).layers[0]["values"]  # layer 2's signed values
+print(f"explain: z² = {values['Z'].item():.8f} (by hand {z2:.8f}), ∂L/∂z² = "
+      f"{values['dLdZ'].item():.8f} (by hand {dL_dz2:.8f}), ∂L/∂W² = "
+      f"{values['dLdW'].item():.8f} (by hand {dL_dw2:.8f})")
 check = cr.gradcheck(model, loss, X, Y)
 print(f"gradcheck: max relative error {check.max_rel_error:.1e} ({'ok' if check.ok else 'NOT OK'})")
 

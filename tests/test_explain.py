@@ -366,7 +366,7 @@ def test_notes_layout_holds_and_prints_the_column_form():
                                + model.modules[2].W0.data.T, rtol=1e-5, atol=1e-6)
     text = str(notes)
     for piece in ["Z² = W²ᵀ A¹ + W0²", "∂L/∂W² = A¹ (∂L/∂Z²)ᵀ", "∂L/∂A¹ = W² ∂L/∂Z²",
-                  "∂L/∂Z² = ∂A²/∂Z² · ∂L/∂A²", "(3, 12)", "column form"]:
+                  "∂L/∂Z² = ∂A²/∂Z² · ∂L/∂A²", "(3, 12)", "one column per sample"]:
         assert piece in text, piece
 
 
@@ -377,10 +377,24 @@ def test_small_networks_print_their_signed_values():
     lines = str(report).splitlines()
     z2 = next(line for line in lines if line.lstrip().startswith("Z² = "))
     dw2 = next(line for line in lines if line.lstrip().startswith("∂L/∂W² = "))
-    assert z2.endswith("-0.5188") and dw2.endswith("-0.1992")
-    assert "f′(z) = 0.2339" in str(report)
+    assert z2.endswith("value -0.5188") and dw2.endswith("value -0.1992")
+    assert "f′(z): value 0.2339" in str(report)
     # A big network prints norms only.
     X, y = _batch()
     text = str(explain(MODELS["mlp softmax"](), cr.NLLM(), X, y))
     z1 = next(line for line in text.splitlines() if line.lstrip().startswith("Z¹ = "))
-    assert z1.rstrip().endswith("e+00") or z1.rstrip().endswith("e+01")
+    assert "[[" not in z1 and z1.split("‖·‖ = ")[1].strip() == f"{float(z1.split()[-1]):.4g}"
+
+
+def test_the_seeing_page_shows_the_real_output(capsys):
+    # docs/seeing.md: each ```python block of the explain section followed by a ```text block
+    # must print exactly that text.
+    import re
+    page = (Path(__file__).resolve().parent.parent / "docs" / "seeing.md").read_text("utf-8")
+    section = page[:page.index("## Plots")]
+    pairs = re.findall(r"```python\n(.*?)```\s*```text\n(.*?)```", section, flags=re.S)
+    assert len(pairs) >= 4
+    namespace: dict = {}
+    for code, text in pairs:
+        exec(compile(code, "docs/seeing.md", "exec"), namespace)  # noqa: S102
+        assert capsys.readouterr().out.rstrip("\n") == text.rstrip("\n"), code

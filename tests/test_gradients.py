@@ -115,9 +115,10 @@ _ELEMENTWISE = [cr.ReLU, cr.Sigmoid, cr.Tanh, cr.Identity, cr.Softmax, cr.Step,
 
 
 @given(n=st.integers(1, 4), m=st.integers(1, 5), k=st.integers(1, 4),
-       init=st.sampled_from(["gaussian", "xavier", "he"]), seed=st.integers(0, 2**16))
-def test_linear_any_shape(n, m, k, init, seed):
-    layer = cr.Linear(m, k, init=init, rng=seed, dtype=np.float64)
+       init=st.sampled_from(["gaussian", "xavier", "he"]),
+       offsets=st.sampled_from(["zeros", "random"]), seed=st.integers(0, 2**16))
+def test_linear_any_shape(n, m, k, init, offsets, seed):
+    layer = cr.Linear(m, k, init=init, offsets=offsets, rng=seed, dtype=np.float64)
     r = np.random.default_rng(seed)
     X, C = r.normal(size=(n, m)), r.normal(size=(n, k))
 
@@ -150,9 +151,9 @@ def test_activations_any_shape(which, n, k, seed):
 
 
 @given(n=st.integers(2, 5), k=st.integers(1, 4), training=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_batchnorm_any_shape(n, k, training, seed):
-    bn = cr.BatchNorm(k, dtype=np.float64)
+       eps_inside=st.sampled_from(["variance", "std"]), seed=st.integers(0, 2**16))
+def test_batchnorm_any_shape(n, k, training, eps_inside, seed):
+    bn = cr.BatchNorm(k, eps_inside=eps_inside, dtype=np.float64)
     r = np.random.default_rng(seed)
     bn.G.data[...] = r.uniform(0.5, 2, (1, k))
     bn.B.data[...] = r.normal(size=(1, k))

@@ -38,7 +38,7 @@ from .errors import InputError
 from .layers import Identity, LeakyReLU, Linear, ReLU, Sigmoid, Step, Tanh
 
 # r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖ below this: "vanishing"; above EXPLODING_ABOVE: "exploding". The
-# notes (6.7.3) name the two cases; these thresholds are chainrule's (beyond the notes).
+# notes' 6.7.3 names the two cases; these thresholds are chainrule's (beyond the notes).
 VANISHING_BELOW = 1e-3
 EXPLODING_ABOVE = 1e2
 ZERO = 1e-6        # f′(z) at or below this passes (numerically) no gradient
@@ -99,8 +99,8 @@ class Explanation:
         rows = [head]
         for number, layer, name in zip(self._numbers(), self.layers, self.names):
             d = layer["dAdZ"]
-            rows.append((str(number), layer["path"], name, f"{layer['norms']['dLdZ']:.2e}",
-                         f"{self.ratio(layer, 'dLdZ'):.1e}", f"{layer['norms']['dLdW']:.2e}",
+            rows.append((str(number), layer["path"], name, f"{layer['norms']['dLdZ']:.3g}",
+                         f"{self.ratio(layer, 'dLdZ'):.3g}", f"{layer['norms']['dLdW']:.3g}",
                          "—" if d is None else f"{d['mean']:.3g}",
                          "—" if d is None else f"{d['zero_fraction']:.0%}",
                          layer["flag"] or ""))
@@ -112,12 +112,12 @@ class Explanation:
         return list(range(len(self.layers), 0, -1))
 
     def __str__(self) -> str:
-        form = ("the notes' column form, one column per sample" if self.layout == "notes"
-                else "rows are samples")
+        form = ("one column per sample (the notes' layout)" if self.layout == "notes"
+                else "one row per sample")
         lines = [f"explain: {self.loss_name} loss {self.loss:.6g} on {self.n_samples} samples; "
                  "the chain rule from the loss back to layer 1 (notes' Notation 16–17)",
-                 f"{form}; shapes are (rows, columns); ‖·‖ is the L2 (Frobenius) norm; "
-                 f"arrays of at most {PRINTED} numbers are printed", ""]
+                 f"{form}; shapes (rows, columns); ‖·‖ the L2 (Frobenius) norm; values "
+                 f"shown for arrays of at most {PRINTED} numbers", ""]
         for number, layer, name in zip(self._numbers(), self.layers, self.names):
             lines += [f"layer {number} ({layer['path']}: {name})"]
             limit = (f"below {self.vanishing_below:g}" if layer["flag"] == "vanishing" else
@@ -184,14 +184,14 @@ def describe_diagonal(d: dict | None) -> str:
 
 
 def show(A: np.ndarray | None) -> str:
-    """``A``'s signed values when it has at most ``PRINTED`` numbers (a lone number bare,
-    otherwise rows in brackets), else ``""``."""
+    """``A``'s signed values when it has at most ``PRINTED`` numbers (``"value -0.5188"``, or
+    ``"values [[...], ...]"`` row by row), else ``""``."""
     if A is None or A.size > PRINTED:
         return ""
     if A.size == 1:
-        return f"{A.item():.4g}"
-    return "[" + ", ".join("[" + ", ".join(f"{v:.4g}" for v in row) + "]"
-                           for row in np.asarray(A, np.float64)) + "]"
+        return f"value {A.item():.4g}"
+    return "values [" + ", ".join("[" + ", ".join(f"{v:.4g}" for v in row) + "]"
+                                  for row in np.asarray(A, np.float64)) + "]"
 
 
 def _walk(n: int, layer: dict, fused: bool, layout: str, limit: str) -> list[str]:
@@ -203,14 +203,14 @@ def _walk(n: int, layer: dict, fused: bool, layout: str, limit: str) -> list[str
     for key in KEYS:
         printed = show(values[key])
         rows.append(f"  {text[key]:<{width}}{str(layer['shapes'][key]):<12}"
-                    f"‖·‖ = {layer['norms'][key]:.3e}" + (f"   {printed}" if printed else ""))
+                    f"‖·‖ = {layer['norms'][key]:<9.4g}  {printed}".rstrip())
         if key == "dLdA":
             printed = show(values["dAdZ"])
             rows.append(f"  {text['dAdZ']:<{width}}{describe_diagonal(layer['dAdZ'])}"
-                        + (f"; f′(z) = {printed}" if printed else ""))
+                        + (f"; f′(z): {printed}" if printed else ""))
     if layer["flag"]:
         rows.append(f"  !! {layer['flag']} gradient: r = ‖∂L/∂Z{_sup(n)}‖ / ‖∂L/∂Zᴸ‖ = "
-                    f"{layer['r']:.1e}, {limit}")
+                    f"{layer['r']:.3g}, {limit}")
     return rows
 
 
