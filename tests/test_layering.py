@@ -39,7 +39,7 @@ VALIDATION = "<validation>"  # stands for the module(s) of argument checks in th
 # Bottom first. A module may import modules of its own layer and of the layers below it.
 LAYERS = [
     ("ground", ["errors", "parameter", "init", "_rng", "progress", VALIDATION,
-                "kernels", "kernels.*"]),
+                "kernels", "kernels.*", "arrays"]),
     ("model", ["module", "buffer"]),
     ("layers", ["layers", "layers.*"]),
     ("learning", ["losses", "optimizers", "schedules", "callbacks", "gradcheck", "explain"]),
@@ -99,6 +99,7 @@ DEPENDENCIES = {
     "torch": (["export.torch_modules", "export.torch_file"], []),
     "matplotlib": (["plotting"], []),
     "tqdm": (["progress"], []),
+    "dask": (["arrays"], []),
 }
 OPTIONAL = ("sklearn", "matplotlib", "tqdm", "scipy", "torch", "pandas", "onnx", "onnxruntime")
 

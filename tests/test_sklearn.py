@@ -26,11 +26,11 @@ from chainrule.sklearn import MLPClassifier, MLPRegressor
 
 ESTIMATORS = [MLPClassifier, MLPRegressor]
 
-# API.md section 6, in order.
+# API.md section 6, in order, and section 8's tol.
 PARAMETERS = [
     "hidden_layer_sizes", "activation", "optimizer", "learning_rate", "batch_size", "epochs",
     "weight_decay", "dropout", "batch_norm", "early_stopping", "validation_fraction",
-    "patience", "input_noise", "clip_grad_norm", "random_state", "verbose",
+    "patience", "input_noise", "clip_grad_norm", "random_state", "verbose", "tol",
 ]
 
 
@@ -75,7 +75,8 @@ def test_parameters_are_stored_unchanged(Estimator):
     given = dict(hidden_layer_sizes=[7, 3], activation="tanh", optimizer="rmsprop",
                  learning_rate=0.02, batch_size=None, epochs=3, weight_decay=1e-3,
                  dropout=0.25, batch_norm=True, early_stopping=True, validation_fraction=0.2,
-                 patience=2, input_noise=0.1, clip_grad_norm=5.0, random_state=4, verbose=0)
+                 patience=2, tol=1e-3, input_noise=0.1, clip_grad_norm=5.0, random_state=4,
+                 verbose=0)
     est = Estimator(**given)
     assert est.get_params() == given
     assert est.get_params()["hidden_layer_sizes"] is given["hidden_layer_sizes"]
@@ -88,7 +89,7 @@ BAD_PARAMETERS = [
     ("batch_size", 2.5), ("epochs", 0), ("epochs", 1.5), ("weight_decay", -0.1),
     ("dropout", 1.0), ("dropout", -0.1), ("batch_norm", "yes"), ("early_stopping", 1.5),
     ("validation_fraction", 0.0), ("validation_fraction", 1.0), ("patience", -1),
-    ("input_noise", -1.0), ("clip_grad_norm", 0.0), ("random_state", "seed"),
+    ("input_noise", -1.0), ("clip_grad_norm", 0.0), ("random_state", "seed"), ("tol", -1e-4),
     ("verbose", "loud"),
 ]
 
@@ -116,11 +117,13 @@ def test_bad_hidden_layer_size_inside_a_sequence(sizes, iris):
 FIT_ARGUMENTS = [
     # (estimator parameters, the keyword arguments of chainrule.fit they must become)
     ({}, dict(epochs=50, batch_size=32, validation_split=0.0, early_stopping=None,
-              input_noise=0.0, clip_grad_norm=None, progress=False)),
+              validation_rows=None, input_noise=0.0, clip_grad_norm=None, progress=False)),
     (dict(epochs=3, batch_size=None, input_noise=0.5, clip_grad_norm=2.0, verbose=1),
      dict(epochs=3, batch_size=None, input_noise=0.5, clip_grad_norm=2.0, progress=True)),
+    # the estimator splits (at random, stratified for the classifier): 45 of 150 iris rows
     (dict(early_stopping=True, validation_fraction=0.3, patience=4),
-     dict(validation_split=0.3, early_stopping=("EarlyStopping", 4))),
+     dict(validation_split=0.0, validation_rows=45, early_stopping=("EarlyStopping", 4, 1e-4))),
+    (dict(early_stopping=True, tol=0.5), dict(early_stopping=("EarlyStopping", 10, 0.5))),
     (dict(verbose=False, batch_size=7), dict(progress=False, batch_size=7)),
 ]
 
@@ -142,7 +145,10 @@ def test_parameters_reach_fit(Estimator, params, expected, iris, monkeypatch):
     assert isinstance(kwargs["rng"], np.random.Generator)
     assert isinstance(loss, cr.NLLM if Estimator is MLPClassifier else cr.SquareLoss)
     es = kwargs["early_stopping"]
-    kwargs["early_stopping"] = es if es is None else (type(es).__name__, es.patience)
+    kwargs["early_stopping"] = es if es is None else (type(es).__name__, es.patience,
+                                                      es.min_delta)
+    validation = kwargs["validation_data"]
+    kwargs["validation_rows"] = None if validation is None else len(validation[0])
     assert {k: kwargs[k] for k in expected} == expected
     assert est.loss_curve_ == [] and est.n_iter_ == 0
 
@@ -216,7 +222,9 @@ def test_network_dtype_follows_x_as_in_sklearn(Estimator, dtype, iris):
     est = Estimator((4,), epochs=1, random_state=0).fit((X * 10).astype(dtype), y)
     expected = np.float32 if dtype == np.float32 else np.float64
     assert est.model_.dtype == expected
-    assert est.predict(X).dtype == (np.int64 if Estimator is MLPClassifier else np.float64)
+    regression = np.float32 if dtype == np.float32 else np.float64  # the input's dtype
+    assert est.predict(X.astype(dtype)).dtype == (
+        np.int64 if Estimator is MLPClassifier else regression)
 
 
 @pytest.mark.parametrize("Estimator", ESTIMATORS)

@@ -4,6 +4,16 @@ Each loss is called as ``loss(A, Y) -> float``: it checks ``Y`` against ``A``, c
 value and caches what ``loss.backward() -> dL/dA`` needs (an array of ``A``'s shape and
 dtype). ``reduction="mean"`` (default) divides the sum over samples by n; ``"sum"`` does not.
 
+Per-row weights (beyond the notes): ``loss(A, Y, weights)`` with wᵢ ≥ 0 counts row i's loss
+Lᵢ wᵢ times::
+
+    "sum":   Σᵢ wᵢ Lᵢ             "mean":  Σᵢ wᵢ Lᵢ / Σᵢ wᵢ          (0 when every wᵢ = 0)
+
+so unit weights give the unweighted loss, bit for bit in its gradient, and integer weights
+the loss of a batch with row i repeated wᵢ times. ``dL/dA``'s row i is wᵢ times its
+unweighted row, divided by Σᵢ wᵢ for ``"mean"``. Each loss gives its per-row values in
+``_rows`` (used only with weights) beside its sum ``_sum``.
+
 ``check_targets(Y, A_shape, dtype)`` does the checking once, and ``forward(A, Y)`` computes
 on checked targets; ``fit`` uses the two so its inner loop never re-validates.
 """
@@ -15,6 +25,7 @@ import functools
 import numpy as np
 
 from ._validate import check_finite
+from .arrays import check_sample_weight
 from .errors import InputError
 from .layers.activations import Sigmoid, Softmax
 
@@ -39,8 +50,9 @@ class Loss:
         self.reduction = reduction
         self.A = None
         self.Y = None
+        self.weights = None
 
-    def __call__(self, A, Y) -> float:
+    def __call__(self, A, Y, weights=None) -> float:
         A = np.asarray(A)
         if A.ndim != 2 or A.shape[0] == 0:
             raise InputError(
@@ -51,11 +63,20 @@ class Loss:
             if A.dtype.kind not in "biu":
                 raise InputError(f"{self!r} expected numeric A, got array of dtype {A.dtype}")
             A = A.astype(np.float64)
-        return self.forward(A, self.check_targets(Y, A.shape, A.dtype))
+        if weights is not None:
+            weights = check_sample_weight(weights, len(A), repr(self))
+        return self.forward(A, self.check_targets(Y, A.shape, A.dtype), weights)
 
-    def forward(self, A: np.ndarray, Y: np.ndarray) -> float:
-        """Value of the loss for targets already passed through ``check_targets``."""
-        self.A, self.Y = A, Y
+    def forward(self, A: np.ndarray, Y: np.ndarray, weights: np.ndarray | None = None) -> float:
+        """Value of the loss for targets already passed through ``check_targets``.
+
+        ``weights``: None, or checked per-row weights, float64 of shape (n,).
+        """
+        self.A, self.Y, self.weights = A, Y, weights
+        if weights is not None:
+            self.weight_sum = float(weights.sum())
+            self._weight_column = weights.astype(A.dtype).reshape(-1, 1)
+            return float(np.dot(weights, self._rows(A, Y))) * self._scale()
         total = float(self._sum(A, Y))
         return total / len(A) if self.reduction == "mean" else total
 
@@ -64,12 +85,23 @@ class Loss:
         if self.A is None:
             raise InputError(f"{self!r}.backward() needs a forward first: call loss(A, Y)")
         dLdA = self._grad(self.A, self.Y)
+        if self.weights is not None:  # wᵢ times row i, then divided as the mean is
+            dLdA *= self._weight_column
+            if self.reduction == "mean":
+                dLdA /= self.weight_sum if self.weight_sum > 0 else np.inf  # all 0: gives 0
+            return dLdA
         if self.reduction == "mean":
             dLdA /= len(self.A)
         return dLdA
 
     def _scale(self) -> float:
-        return 1.0 / len(self.A) if self.reduction == "mean" else 1.0
+        """The reduction's factor: 1/n, or 1/Σᵢ wᵢ with weights (0 when that sum is 0), for
+        ``"mean"``; 1 for ``"sum"``."""
+        if self.reduction == "sum":
+            return 1.0
+        if self.weights is None:
+            return 1.0 / len(self.A)
+        return 1.0 / self.weight_sum if self.weight_sum > 0 else 0.0
 
     def check_targets(self, Y, A_shape: tuple, dtype) -> np.ndarray:
         """``Y`` checked against ``A``'s shape, in the form ``forward`` expects."""
@@ -106,6 +138,9 @@ class SquareLoss(Loss):
     def _sum(self, A, Y):
         return ((A - Y) ** 2).sum(dtype=np.float64)
 
+    def _rows(self, A, Y):
+        return ((A - Y) ** 2).sum(axis=1, dtype=np.float64)
+
     def _grad(self, A, Y):
         return 2 * (A - Y)
 
@@ -115,6 +150,9 @@ class AbsoluteLoss(Loss):
 
     def _sum(self, A, Y):
         return np.abs(A - Y).sum(dtype=np.float64)
+
+    def _rows(self, A, Y):
+        return np.abs(A - Y).sum(axis=1, dtype=np.float64)
 
     def _grad(self, A, Y):
         return np.sign(A - Y)
@@ -151,11 +189,17 @@ class NLL(Loss):
         Ac = self._clip(A)
         return -(Y * np.log(Ac) + (1 - Y) * np.log1p(-Ac)).sum(dtype=np.float64)
 
+    def _rows(self, A, Y):
+        Ac = self._clip(A)
+        return -(Y * np.log(Ac) + (1 - Y) * np.log1p(-Ac)).sum(axis=1, dtype=np.float64)
+
     def _grad(self, A, Y):
         Ac = self._clip(A)
         return (Ac - Y) / (Ac * (1 - Ac))
 
     def fused_backward(self):
+        if self.weights is not None:  # row i times wᵢ (exact for wᵢ = 1), then the factor
+            return (self.A - self.Y) * self._weight_column * self.A.dtype.type(self._scale())
         return (self.A - self.Y) * self.A.dtype.type(self._scale())
 
 
@@ -214,6 +258,13 @@ class NLLM(Loss):
             return -np.log(np.maximum(a_y, eps)).sum(dtype=np.float64)
         return -(Y * np.log(np.maximum(A, eps))).sum(dtype=np.float64)
 
+    def _rows(self, A, Y):
+        eps = _log_eps(A.dtype)
+        if Y.ndim == 1:
+            self.picked = _label_entries(Y, A.shape[1])
+            return -np.log(np.maximum(A.reshape(-1)[self.picked], eps)).astype(np.float64)
+        return -(Y * np.log(np.maximum(A, eps))).sum(axis=1, dtype=np.float64)
+
     def _grad(self, A, Y):
         eps = _log_eps(A.dtype)
         if Y.ndim == 1:  # dL/da_y = −1/a_y, 0 elsewhere
@@ -229,6 +280,8 @@ class NLLM(Loss):
             G.reshape(-1)[self.picked] -= 1  # A − Y with Y one-hot
         else:
             G = A - Y
+        if self.weights is not None:  # row i times wᵢ (exact for wᵢ = 1)
+            G *= self._weight_column
         G *= A.dtype.type(self._scale())
         return G
 

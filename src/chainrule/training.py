@@ -29,7 +29,8 @@ import numpy as np
 
 from . import progress as _progress
 from ._rng import as_generator
-from ._validate import as_float_matrix, check_float, check_int, check_same_length
+from ._validate import as_float_matrix, check_finite, check_float, check_int
+from .arrays import Dataset, Rows, as_sparse_matrix, check_sample_weight, kind, n_rows
 from .buffer import store_for
 from .callbacks import EarlyStopping
 from .checkpoint import read_checkpoint, write_checkpoint
@@ -42,9 +43,12 @@ from .optimizers import Adam
 
 __all__ = ["EarlyStopping", "History", "evaluate", "fit", "resume"]
 
+SAMPLINGS = ("epochs", "replacement")
+
 
 def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int | None = 32,
-        shuffle: bool = True, validation_data=None, validation_split: float = 0.0,
+        shuffle: bool = True, sampling: str = "epochs", sample_weight=None,
+        validation_data=None, validation_split: float = 0.0,
         early_stopping: EarlyStopping | None = None, input_noise: float = 0.0,
         clip_grad_norm: float | None = None, rng=None, progress=None, callbacks=(),
         checkpoint=None, _history: History | None = None) -> History:
@@ -55,6 +59,11 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     model : Sequential
     loss : SquareLoss, AbsoluteLoss, NLL or NLLM
     X : array (n_samples, n_features); Y : targets as the loss accepts them
+        Either may be a ``scipy.sparse`` matrix (X only; each batch is made dense) or any
+        array-like with ``.shape`` and row slicing (``numpy.memmap``, ``h5py.Dataset``,
+        ``zarr.Array``, a Dask array): then only each window's rows are read, and shuffling
+        is by blocks and windows (see :mod:`chainrule.arrays` for exactly what randomness
+        that gives).
     optimizer : optimizer, default ``Adam()``
     epochs : int, default 10
     batch_size : int or None, default 32
@@ -63,7 +72,17 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
         last batch of one row (which it cannot normalise) joins the batch before it.
     shuffle : bool, default True
         Reshuffle the training rows every epoch (through ``rng``).
-    validation_data : (X_val, Y_val), optional
+    sampling : {"epochs", "replacement"}, default "epochs"
+        "epochs": every epoch visits each row once. "replacement": every batch's rows are
+        drawn independently and uniformly with replacement (the notes' "get random data
+        point i", 6.6.2); an epoch is then ``ceil(n / batch_size)`` steps of ``batch_size``
+        rows each, and ``shuffle`` has no effect.
+    sample_weight : array (n_samples,), optional
+        Per-row weights of the loss, finite and ≥ 0 (beyond the notes): each batch's loss
+        is Σᵢ wᵢ Lᵢ / Σᵢ wᵢ under ``reduction="mean"`` (see :mod:`chainrule.losses`), the
+        History's loss and accuracy are weighted the same way, and a ``validation_split``
+        takes its rows' weights along. Unit weights train exactly as no weights.
+    validation_data : (X_val, Y_val) or (X_val, Y_val, sample_weight_val), optional
     validation_split : float in [0, 1), default 0
         Hold out this fraction of the rows (the last ones, before shuffling) for validation.
     early_stopping : EarlyStopping, optional
@@ -91,16 +110,20 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
     has_validation = validation_data is not None or validation_split > 0
     _check_options(epochs, batch_size, validation_split, input_noise, clip_grad_norm,
                    early_stopping, has_validation)
-    X, Y, validation = _training_data(model, loss, X, Y, validation_data, validation_split)
+    if sampling not in SAMPLINGS:
+        raise InputError(f"fit expected sampling in {SAMPLINGS}, got {sampling!r}")
+    (X, Y, w), validation = _training_data(model, loss, X, Y, sample_weight, validation_data,
+                                           validation_split)
+    data = Dataset(X, Y, w, shuffle=shuffle, sampling=sampling)
     optimizer = _check_optimizer(optimizer)
     if hasattr(callbacks, "on_epoch_end") or hasattr(callbacks, "on_step_end"):
         callbacks = [callbacks]  # one callback given on its own
     if _history is None and early_stopping is not None:
         early_stopping.reset()
     run = _Run(model, loss, optimizer, as_generator(rng), early_stopping, list(callbacks),
-               checkpoint, _history or History(), _batches(len(X), batch_size, model),
-               _progress.wanted(progress))
-    return run.epochs(X, Y, validation, epochs, shuffle, input_noise, clip_grad_norm)
+               checkpoint, _history or History(),
+               _batches(data.n, batch_size, model, sampling), _progress.wanted(progress))
+    return run.epochs(data, validation, epochs, input_noise, clip_grad_norm)
 
 
 class _Run:
@@ -114,7 +137,7 @@ class _Run:
         self.batches, self.bar = batches, bar  # (start, end) of each batch; show a bar?
         self.store = store_for(model, optimizer)
 
-    def epochs(self, X, Y, validation, epochs, shuffle, input_noise, clip_grad_norm):
+    def epochs(self, data, validation, epochs, input_noise, clip_grad_norm):
         history, store, rng = self.history, self.store, self.rng
         take_step = _Step(self.model, self.loss, self.optimizer, store, clip_grad_norm)
         step_callbacks = [cb for cb in self.callbacks if hasattr(cb, "on_step_end")]
@@ -124,20 +147,17 @@ class _Run:
             for epoch in range(first, epochs):
                 t0 = time.perf_counter()
                 self.model.train()
-                order = rng.permutation(len(X)) if shuffle else None
                 tally = _Tally(self.loss, len(store.paths))
                 bar = _progress.EpochBar(epoch, epochs, len(self.batches)) if self.bar else None
-                for step, (start, end) in enumerate(self.batches):
-                    rows = slice(start, end) if order is None else order[start:end]
-                    Xb, Yb = _take(X, rows), _take(Y, rows)
+                for step, (Xb, Yb, wb) in enumerate(data.epoch(rng, self.batches)):
                     if input_noise:  # the notes' perturbation, fresh for every batch
-                        Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(X.dtype)
+                        Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(Xb.dtype)
                     try:
-                        value, A, norms = take_step(Xb, Yb, epoch, step)
+                        value, A, norms = take_step(Xb, Yb, epoch, step, wb)
                     except KeyboardInterrupt:  # outside the main thread; the step was undone
                         interrupted[0] = True
                         break
-                    tally.add(value, A, Yb, norms)
+                    tally.add(value, A, Yb, norms, wb)
                     if bar is not None:
                         bar.update(1, {"loss": tally.mean_loss})
                     try:
@@ -245,13 +265,14 @@ class _Step:
         else:
             self.backward = lambda loss: model.backward(loss.backward())
 
-    def __call__(self, Xb, Yb, epoch: int, step: int):
-        """Take the step on batch ``(Xb, Yb)``; return ``(loss value, A, gradient norms)``."""
+    def __call__(self, Xb, Yb, epoch: int, step: int, wb=None):
+        """Take the step on batch ``(Xb, Yb)`` (row weights ``wb`` or None); return
+        ``(loss value, A, gradient norms)``."""
         for saved, a in zip(self.saved, self.statistics):
             np.copyto(saved, a)
         try:
             A = self.model.forward(Xb)
-            value = self.loss.forward(A, Yb)
+            value = self.loss.forward(A, Yb, wb)
             self.backward(self.loss)
             self.store.sync()  # arrays a backward (or a callback) rebound since the last step
             norms = self.store.grad_norms()
@@ -285,7 +306,8 @@ class _Step:
 
 
 class _Tally:
-    """An epoch's running sums: loss, correct predictions, rows and gradient norms."""
+    """An epoch's running sums: loss, correct predictions, rows (or weights) and gradient
+    norms."""
 
     def __init__(self, loss, n_params: int):
         self.loss, self.per_row = loss, loss.reduction == "mean"
@@ -293,12 +315,14 @@ class _Tally:
         self.loss_sum, self.correct, self.steps, self.seen = 0.0, 0, 0, 0
         self.norm_sum = np.zeros(n_params)
 
-    def add(self, value: float, A: np.ndarray, Yb: np.ndarray, norms: np.ndarray) -> None:
-        n = len(A)
-        # a batch's loss is the mean over its rows under reduction="mean": weigh it by rows
+    def add(self, value: float, A: np.ndarray, Yb: np.ndarray, norms: np.ndarray,
+            wb: np.ndarray | None = None) -> None:
+        n = len(A) if wb is None else float(wb.sum())  # rows, or the batch's total weight
+        # a batch's loss is the (weighted) mean over its rows under reduction="mean": weigh
+        # it by its rows (its weight)
         self.loss_sum += value * n if self.per_row else value
         if self.classifies:
-            self.correct += _n_correct(self.loss, A, Yb)
+            self.correct += _n_correct(self.loss, A, Yb, wb)
         self.steps, self.seen = self.steps + 1, self.seen + n
         self.norm_sum += norms
 
@@ -316,30 +340,30 @@ class _Tally:
         return [float(total / self.steps) for total in self.norm_sum]
 
 
-def _take(A: np.ndarray, rows) -> np.ndarray:
-    """Rows of ``A``: a slice, or gathered by ``take``, which is faster than ``A[idx]``."""
-    return A[rows] if isinstance(rows, slice) else A.take(rows, axis=0)
-
-
 # -- checks and data: validated once, at the boundary -----------------------------------
 
-def accuracy(loss, A: np.ndarray, Y: np.ndarray) -> float | None:
+def accuracy(loss, A: np.ndarray, Y: np.ndarray, sample_weight=None) -> float | None:
     """Fraction of correct predictions for the classification losses, else None.
 
-    NLLM: argmax of each row against the label; NLL: ``A ≥ 0.5`` against the 0/1 label.
+    NLLM: argmax of each row against the label; NLL: ``A ≥ 0.5`` against the 0/1 label, and
+    for several labels per row (multilabel) a row is correct when all its labels are (subset
+    accuracy, as scikit-learn's ``score``). With ``sample_weight``, the weighted fraction.
     ``Y`` is in the form returned by ``loss.check_targets``.
     """
     if isinstance(loss, (NLL, NLLM)):
-        return _n_correct(loss, A, Y) / len(A)
+        total = len(A) if sample_weight is None else float(np.sum(sample_weight))
+        return _n_correct(loss, A, Y, sample_weight) / total
     return None
 
 
-def _n_correct(loss, A: np.ndarray, Y: np.ndarray) -> int:
-    """How many rows of a batch ``accuracy`` counts as correct."""
+def _n_correct(loss, A: np.ndarray, Y: np.ndarray, w=None) -> float:
+    """How many rows of a batch ``accuracy`` counts as correct (their weight, with ``w``)."""
     if isinstance(loss, NLLM):
         labels = Y if Y.ndim == 1 else Y.argmax(axis=1)
-        return int(np.count_nonzero(A.argmax(axis=1) == labels))
-    return int(np.count_nonzero((A >= 0.5) == (Y >= 0.5)))
+        right = A.argmax(axis=1) == labels
+    else:
+        right = ((A >= 0.5) == (Y >= 0.5)).all(axis=1)
+    return int(np.count_nonzero(right)) if w is None else float(np.dot(w, right))
 
 
 def _check_loss(loss) -> None:
@@ -351,15 +375,48 @@ def _check_loss(loss) -> None:
 
 
 def _prepare(model, loss, X, Y, owner: str):
-    """Validate X and Y once; return them in the model's dtype and the loss's target form."""
+    """Validate X and Y once; return them in the model's dtype and the loss's target form.
+
+    Arrays in memory come back as arrays, a sparse X as CSR, any other array-like as a
+    :class:`~chainrule.arrays.Rows` that converts each window it reads, after one pass
+    over it here, a window at a time, to check its values.
+    """
     dtype = getattr(model, "dtype", None)
-    X = as_float_matrix(X, "X", owner, dtype)
-    Y = np.asarray(Y)
-    if Y.ndim == 0:
-        raise InputError(f"{owner} expected Y with one row per sample, got a scalar")
-    check_same_length(X, Y, owner)
-    k = _predict(model, X[:2]).shape[1]  # also checks X's feature count against the model
-    return X, loss.check_targets(Y, (len(X), k), X.dtype)
+    X = _inputs(X, owner, dtype)
+    if kind(Y) == "rows":
+        Y = Y if isinstance(Y, Rows) else Rows(Y, name="Y", owner=owner)
+    else:
+        Y = np.asarray(Y)
+        if Y.ndim == 0:
+            raise InputError(f"{owner} expected Y with one row per sample, got a scalar")
+    n = n_rows(X)
+    if n != n_rows(Y):
+        raise InputError(f"{owner} expected X and Y with the same number of samples, "
+                         f"got {n} samples in X and {n_rows(Y)} in Y")
+    first = X[0:2] if isinstance(X, Rows) else X[:2].toarray() if kind(X) == "sparse" else X[:2]
+    k = _predict(model, first).shape[1]  # also checks X's feature count against the model
+    if isinstance(Y, Rows):
+        Y = Y.with_convert(lambda Yw: loss.check_targets(Yw, (len(Yw), k), X.dtype))
+        Y.check(lambda Yw, a, b: None)  # check_targets, on every window
+        return X, Y
+    return X, loss.check_targets(Y, (n, k), X.dtype)
+
+
+def _inputs(X, owner: str, dtype):
+    """``X`` checked: a float array, a CSR matrix or a :class:`Rows` (see ``_prepare``)."""
+    if kind(X) == "sparse":
+        return as_sparse_matrix(X, "X", owner, dtype)
+    if kind(X) == "memory":
+        return as_float_matrix(X, "X", owner, dtype)
+    X = X if isinstance(X, Rows) else Rows(X, name="X", owner=owner)
+    if X.ndim != 2 or 0 in X.shape:
+        raise InputError(f"{owner} expected X as a non-empty 2-D array (n_samples, "
+                         f"n_features), got {X!r} of shape {X.shape}")
+    target = np.dtype(dtype) if dtype is not None else (
+        X.dtype if X.dtype.kind == "f" else np.dtype(np.float32))
+    X = X.with_convert(lambda A: A.astype(target, copy=False), target)
+    X.check(lambda A, a, b: check_finite(A, f"X (rows {a}..{b - 1})", owner))
+    return X
 
 
 def _predict(model, X: np.ndarray) -> np.ndarray:
@@ -373,14 +430,24 @@ def _predict(model, X: np.ndarray) -> np.ndarray:
         model.train() if was else model.eval()
 
 
-def evaluate(model, loss, X: np.ndarray, Y: np.ndarray) -> dict:
-    """``{"loss": ..., "accuracy": ...}`` of ``model`` on prepared ``X``, ``Y`` in eval mode."""
-    A = _predict(model, X)
-    out = {"loss": loss.forward(A, Y)}
-    acc = accuracy(loss, A, Y)
-    if acc is not None:
-        out["accuracy"] = acc
-    return out
+def evaluate(model, loss, X, Y, sample_weight=None) -> dict:
+    """``{"loss": ..., "accuracy": ...}`` of ``model`` on prepared ``X``, ``Y`` in eval mode.
+
+    With ``sample_weight`` (checked, float64 (n,)) both are weighted. Sparse data, and data
+    read through a :class:`~chainrule.arrays.Rows`, are predicted a window at a time.
+    """
+    if kind(X) == "memory" and kind(Y) == "memory":
+        A = _predict(model, X)
+        out = {"loss": loss.forward(A, Y, sample_weight)}
+        acc = accuracy(loss, A, Y, sample_weight)
+        if acc is not None:
+            out["accuracy"] = acc
+        return out
+    tally = _Tally(loss, 0)
+    for Xc, Yc, wc in Dataset(X, Y, sample_weight).chunks():
+        A = _predict(model, Xc)
+        tally.add(loss.forward(A, Yc, wc), A, Yc, np.zeros(0), wc)
+    return tally.figures()
 
 
 def _check_options(epochs, batch_size, validation_split, input_noise, clip_grad_norm,
@@ -405,25 +472,41 @@ def _check_options(epochs, batch_size, validation_split, input_noise, clip_grad_
             )
 
 
-def _training_data(model, loss, X, Y, validation_data, validation_split):
-    """``(X, Y, (X_val, Y_val) or None)``, checked and in the model's dtype."""
+def _training_data(model, loss, X, Y, sample_weight, validation_data, validation_split):
+    """``((X, Y, w), (X_val, Y_val, w_val) or None)``, checked and in the model's dtype;
+    ``w`` and ``w_val`` are float64 row weights or None."""
     X, Y = _prepare(model, loss, X, Y, "fit")
+    n = n_rows(X)
+    w = None if sample_weight is None else check_sample_weight(sample_weight, n, "fit")
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise InputError("fit expected validation_data=(X_val, Y_val), got "
-                             f"{type(validation_data).__name__}"
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise InputError("fit expected validation_data=(X_val, Y_val) or (X_val, Y_val, "
+                             f"sample_weight_val), got {type(validation_data).__name__}"
                              + (f" of length {len(validation_data)}"
                                 if isinstance(validation_data, (tuple, list)) else ""))
-        return X, Y, _prepare(model, loss, *validation_data, "fit (validation_data)")
+        owner = "fit (validation_data)"
+        X_val, Y_val = _prepare(model, loss, *validation_data[:2], owner)
+        w_val = validation_data[2] if len(validation_data) == 3 else None
+        if w_val is not None:
+            w_val = check_sample_weight(w_val, n_rows(X_val), owner)
+        return (X, Y, w), (X_val, Y_val, w_val)
     if validation_split > 0:
-        n_val = int(round(len(X) * validation_split))
-        if n_val < 1 or n_val >= len(X):
+        n_val = int(round(n * validation_split))
+        if n_val < 1 or n_val >= n:
             raise InputError(
                 f"fit expected validation_split to leave at least one row for training and "
-                f"for validation, got {validation_split} of {len(X)} rows"
+                f"for validation, got {validation_split} of {n} rows"
             )
-        return X[:-n_val], Y[:-n_val], (X[-n_val:], Y[-n_val:])
-    return X, Y, None
+        train, val = (0, n - n_val), (n - n_val, n)
+        return ([_part(A, *train) for A in (X, Y, w)], [_part(A, *val) for A in (X, Y, w)])
+    return (X, Y, w), None
+
+
+def _part(A, start: int, stop: int):
+    """Rows ``start:stop`` of an array, a CSR matrix or a Rows (None stays None)."""
+    if A is None:
+        return None
+    return A.part(start, stop) if isinstance(A, Rows) else A[start:stop]
 
 
 def _check_optimizer(optimizer):
@@ -474,9 +557,13 @@ def _batchnorms(model) -> list[BatchNorm]:
     return [m for m in submodules(model) if isinstance(m, BatchNorm)]
 
 
-def _batches(n: int, batch_size: int | None, model) -> list[tuple[int, int]]:
-    """``(start, end)`` of each batch of an epoch over n rows."""
+def _batches(n: int, batch_size: int | None, model, sampling: str = "epochs"
+             ) -> list[tuple[int, int]]:
+    """``(start, end)`` of each batch of an epoch over n rows (with ``"replacement"``:
+    ``ceil(n / batch_size)`` batches of ``batch_size`` rows, only their sizes matter)."""
     bs = n if batch_size is None else min(int(batch_size), n)
+    if sampling == "replacement":
+        return [(0, bs)] * -(-n // bs)
     batches = [(start, min(start + bs, n)) for start in range(0, n, bs)]
     if len(batches) > 1 and n % bs == 1 and _batchnorms(model):
         # BatchNorm cannot train on a batch of one row: that row joins the batch before it.
