@@ -551,3 +551,26 @@ def test_cli_export_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.pt").exists()
+
+
+def test_the_export_page_runs(tmp_path, monkeypatch, capsys):
+    """Every Python block of docs/export.md, in order, beside the files its command lines
+    write (on the bundled iris data)."""
+    _ort()
+    _torch()
+    pytest.importorskip("sklearn")
+    import re
+    from pathlib import Path
+
+    from chainrule.cli import main
+    page = (Path(__file__).parents[1] / "docs" / "export.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert len(blocks) == 5
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", "iris", "--epochs", "5", "--save", "iris.safetensors",
+                 "--no-progress"]) == 0
+    assert main(["export", "iris.safetensors", "--onnx", "iris.onnx", "--torch", "iris.pt"]) == 0
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/export.md block {i + 1}", "exec"), {})  # noqa: S102
+    out = capsys.readouterr().out
+    assert "True" in out and "modules.0" in out  # the copies, the explain table
