@@ -166,9 +166,10 @@ def check_settings(placed: list[tuple[str, object]], dtype, fail) -> None:
                 raise fail(f"BatchNorm at {where} expected eps ≥ {info.tiny:g} (a positive "
                            f"normal {info.dtype} number), got {module.eps!r}")
         elif isinstance(module, LeakyReLU):
-            if not abs(module.alpha) <= np.finfo(dtype).max:
+            largest = float(np.finfo(dtype).max)  # a Python float: comparing casts nothing
+            if not abs(module.alpha) <= largest:
                 raise fail(f"LeakyReLU at {where} expected alpha within {dtype}'s range "
-                           f"(≤ {np.finfo(dtype).max:g}), got {module.alpha!r}")
+                           f"(≤ {largest:g}), got {module.alpha!r}")
 
 
 def _assemble(spec: dict, modules) -> Sequential:
