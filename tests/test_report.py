@@ -15,6 +15,7 @@ import re
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,6 +104,36 @@ def test_regression_report(tmp_path):
     assert loss < 10
 
 
+def settings_rows(page: str) -> dict:
+    section = page.split('<section id="settings">')[1].split("</section>")[0]
+    cells = re.findall(r"<tr><td[^>]*>(.*?)</td><td[^>]*>(.*?)</td></tr>", section)
+    return dict(cells)
+
+
+def test_settings_show_the_values_used_not_dashes(tmp_path):
+    # The command line passes None for "the default": the report shows what that was.
+    run = classification_run()
+    run["settings"].update(optimizer="adam", init=None, activation="relu", clip_grad_norm=None,
+                           schedule="constant")
+    write_report(tmp_path / "run.html", **run)
+    rows = settings_rows((tmp_path / "run.html").read_text(encoding="utf-8"))
+    assert rows["lr"] == "0.001 (adam&#x27;s default)"
+    assert rows["init"] == "gaussian"  # what every Linear of the model was built with
+    assert rows["clip_grad_norm"] == "off"
+    assert "—" not in [rows[k] for k in ("lr", "init", "clip_grad_norm")]
+
+
+def test_settings_name_the_init_of_hidden_and_output_layers(tmp_path):
+    run = classification_run()
+    run["model"] = cr.Sequential(cr.Linear(4, 8, init="he", rng=0), cr.ReLU(),
+                                 cr.Linear(8, 3, init="xavier", rng=2), cr.Softmax())
+    run["settings"].update(optimizer="sgd", lr=0.5, init=None)
+    write_report(tmp_path / "run.html", **run)
+    rows = settings_rows((tmp_path / "run.html").read_text(encoding="utf-8"))
+    assert rows["init"] == "he (hidden layers), xavier (output layer)"
+    assert rows["lr"] == "0.5"
+
+
 def test_report_of_an_empty_history(tmp_path):
     run = classification_run()
     run["history"] = cr.History()
@@ -141,6 +172,9 @@ def test_command_line_writes_the_report(tmp_path, capsys):
     assert code == 0
     page = path.read_text(encoding="utf-8")
     assert "chainrule training report: iris" in page and "test accuracy" in page
+    rows = settings_rows(page)
+    assert rows["lr"] == "0.001 (adam&#x27;s default)"
+    assert rows["init"] == "he (hidden layers), xavier (output layer)"
     assert "wrote report to" in capsys.readouterr().err
 
 
@@ -242,3 +276,15 @@ def test_the_console_check_catches_errors(browser, tmp_path):
     bad.write_text("<!DOCTYPE html><title>x</title><script>throw new Error('boom')</script>")
     console, _ = open_page(browser, bad)
     assert any("boom" in m["message"] for m in console)
+
+
+def test_scripts_train_installs_what_the_report_draws_with():
+    # `scripts/train --report run.html` must have matplotlib, or the report has no curves.
+    import tomllib
+    root = Path(__file__).resolve().parent.parent
+    script = (root / "scripts" / "train").read_text(encoding="utf-8")
+    extras = re.search(r'pip install [^\n]*-e "\.\[([\w,]+)\]"', script).group(1).split(",")
+    optional = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))[
+        "project"]["optional-dependencies"]
+    installed = [req for extra in extras for req in optional[extra]]
+    assert any(req.startswith("matplotlib") for req in installed), extras

@@ -15,9 +15,10 @@ import html
 
 import numpy as np
 
-from ._build import standardise, target_scale
+from ._build import OPTIMIZERS, default_lr, standardise, target_scale
 from .errors import ChainruleError
 from .explain import KEYS, describe_diagonal, explain, formulas
+from .layers import Linear
 from .serialization import atomic_write_bytes
 
 EXPLAIN_ROWS = 256  # training rows the explain pass uses
@@ -59,7 +60,7 @@ def write_report(path, *, model, loss, data, history, settings: dict, metrics: d
     settings : the run's options (``vars(args)`` on the command line)
     metrics : final test metrics, e.g. ``{"accuracy": 0.97}`` or ``{"r2": ..., "mse": ...}``
     """
-    body = [_summary(model, loss, data, history), _metrics(metrics), _settings(settings),
+    body = [_summary(model, loss, data, history), _metrics(metrics), _settings(settings, model),
             _curves(history), _gradients(history), _explain(model, loss, data),
             _model(model)]
     title = f"chainrule training report: {data.name}"
@@ -159,13 +160,36 @@ def _metrics(metrics: dict) -> str:
                     '<p class="muted">On the held-out test split.</p>')
 
 
-def _settings(settings: dict) -> str:
+def _settings(settings: dict, model) -> str:
+    used = _values_used(settings, model)
     rows = [[k, "—" if v is None else " ".join(map(str, v)) if isinstance(v, list) else v]
-            for k, v in sorted(settings.items()) if not callable(v)]
+            for k, v in sorted(used.items()) if not callable(v)]
     half = -(-len(rows) // 2)  # two tables side by side keep the page short
     tables = "".join(_table(["option", "value"], part) for part in (rows[:half], rows[half:])
                      if part)
     return _section("settings", f'<div class="columns">{tables}</div>')
+
+
+def _values_used(settings: dict, model) -> dict:
+    """``settings`` with each None that stands for a default replaced by the value used.
+
+    The command line passes None for "the optimizer's own step size" and "the activation's
+    initialisation"; the model and the optimizer's signature say what those were.
+    """
+    used = dict(settings)
+    if used.get("lr", 0) is None and used.get("optimizer") in OPTIMIZERS:
+        used["lr"] = f"{default_lr(used['optimizer']):g} ({used['optimizer']}'s default)"
+    if "init" in used and used["init"] is None:
+        inits = [m.init for m in getattr(model, "modules", ()) if isinstance(m, Linear)]
+        if inits and len(set(inits)) == 1:
+            used["init"] = inits[0]
+        elif inits and len(set(inits[:-1])) == 1:
+            used["init"] = f"{inits[0]} (hidden layers), {inits[-1]} (output layer)"
+        elif inits:
+            used["init"] = ", ".join(inits)
+    if "clip_grad_norm" in used and used["clip_grad_norm"] is None:
+        used["clip_grad_norm"] = "off"
+    return used
 
 
 def _curves(history) -> str:
