@@ -140,6 +140,7 @@ class MyLinear(cr.Linear):
     (lambda: cr.Sequential(cr.Sequential(cr.ReLU(), MyLinear(2, 2))), "modules.0.modules.1",
      "MyLinear"),
     (lambda: Doubler(), "modules.0", "Doubler"),
+    (lambda: "a string", "modules.0", "str"),
 ])
 def test_a_module_chainrule_cannot_translate_is_named(bad, path, name, export, tmp_path):
     target = tmp_path / "m.onnx"
@@ -400,8 +401,11 @@ def test_from_sklearn_keeps_float32():
 
 def test_from_sklearn_refuses_what_is_not_a_fitted_mlp():
     pytest.importorskip("sklearn")
+    import warnings
+
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
+    from sklearn.neural_network import MLPRegressor as SkRegressor
 
     from chainrule.sklearn import MLPRegressor as OurRegressor
     with pytest.raises(cr.ChainruleError, match="fitted MLPClassifier, got one not fitted"):
@@ -412,6 +416,12 @@ def test_from_sklearn_refuses_what_is_not_a_fitted_mlp():
     ours = OurRegressor((3,), epochs=1, random_state=0).fit(X, y)
     with pytest.raises(cr.ChainruleError, match="use .model_"):
         from_sklearn(ours)
+    poisson = SkRegressor(loss="poisson", hidden_layer_sizes=(3,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        poisson.fit(X, np.abs(y))
+    with pytest.raises(cr.ChainruleError, match="out_activation_ in .* got 'relu' and 'exp'"):
+        from_sklearn(poisson)
 
 
 # -- the command line --------------------------------------------------------------------------

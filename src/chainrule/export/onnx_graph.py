@@ -52,6 +52,7 @@ INPUT, OUTPUT = "X", "A"
 
 # chainrule class -> the ONNX operator of its elementwise form (no settings)
 _ELEMENTWISE = {ReLU: "Relu", Sigmoid: "Sigmoid", Tanh: "Tanh", Identity: "Identity"}
+_CLASSES = (Linear, Step, ReLU, Sigmoid, Tanh, Identity, Softmax, LeakyReLU, Dropout, BatchNorm)
 _KNOWN = ["Linear", "Step", "ReLU", "Sigmoid", "Tanh", "Identity", "Softmax", "LeakyReLU",
           "Dropout", "BatchNorm", "Sequential"]
 
@@ -160,6 +161,9 @@ class _Graph:
     """
 
     def __init__(self, modules, where: str):
+        for path, m in modules:  # refuse before reading anything off a module
+            if type(m) not in _CLASSES:
+                raise unsupported(where, path, m, _KNOWN)
         self.modules, self.where = modules, where
         self.nodes, self.initializers, self.names = [], [], set()
         params = [p for _, m in modules for p in m.parameters()]
