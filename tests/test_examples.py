@@ -57,6 +57,23 @@ def test_example_runs(script, tmp_path):
         assert plot.read_bytes().startswith(b"\x89PNG")
 
 
+QUOTED = ["two_neuron_backprop", "batch_sizes"]  # a second each
+
+
+@pytest.mark.parametrize("script", QUOTED)
+def test_examples_page_quotes_what_the_scripts_print(script, tmp_path):
+    # Every number in the page's summary of a script is in what the script prints.
+    page = (EXAMPLES.parent / "docs" / "examples.md").read_text(encoding="utf-8")
+    summary = re.search(rf"^- \*\*{script}\*\*:(.*?)(?=^- |\Z)", page, re.S | re.M).group(1)
+    numbers = re.findall(r"-?\d+\.\d+", summary)
+    assert numbers
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    done = subprocess.run([sys.executable, str(EXAMPLES / f"{script}.py")], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert [x for x in numbers if x not in done.stdout] == []
+
+
 # -- the documentation follows the code ----------------------------------------------------
 
 DOCS = EXAMPLES.parent / "docs"
