@@ -1,9 +1,12 @@
-"""The command line: train, evaluate and predict round trips, help, and bad arguments."""
+"""The command line: train, evaluate and predict round trips, help, bad arguments, and bad
+files (CSV and model), each exit status 2 with one short line."""
 
 import csv
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 pytest.importorskip("sklearn")
@@ -179,3 +182,191 @@ def test_a_sigmoid_output_of_one_half_predicts_the_first_class(iris_csv, tmp_pat
     capsys.readouterr()
     assert main(["predict", model, str(iris_csv / "new.csv")]) == 0
     assert capsys.readouterr().out.split() == ["prediction"] + [meta["cli"]["classes"][0]] * 3
+
+
+# -- hostile input: every bad CSV and forged model file is exit 2 with one bounded line ------
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """``(folder, model path)``: iris.csv with its model from 'train --save' (one epoch)."""
+    from sklearn.datasets import load_iris
+    folder = tmp_path_factory.mktemp("trained")
+    d = load_iris()
+    names = [n.replace(" (cm)", "").replace(" ", "_") for n in d.feature_names]
+    write_csv(folder / "iris.csv", names + ["species"],
+              [list(x) + [d.target_names[t]] for x, t in zip(d.data, d.target)])
+    model = folder / "iris.safetensors"
+    assert main(["train", "--data", str(folder / "iris.csv"), "--epochs", "1", "--hidden", "4",
+                 "--save", str(model), "--no-progress"]) == 0
+    return folder, model
+
+
+def one_line_error(argv, capsys, name) -> str:
+    """Run the command; it must exit 2 with one line on stderr that names ``name``, at most
+    a few hundred characters long, with no warning and no traceback before it."""
+    import warnings
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("chainrule: error: ") and err.count("\n") == 1, err[:2000]
+    assert len(err) <= 600 and str(name) in err, err
+    assert caught == [], [str(w.message) for w in caught]
+    return err
+
+
+BAD_CSVS = {  # name -> (bytes, what the message says)
+    "latin-1": ("a,b,y\n1,2,caf\xe9\n3,4,x\n".encode("latin-1"), "UTF-8"),
+    "binary": (bytes(range(256)) * 4, "binary"),
+    "overflow": (b"a,b,y\n1,2,x\n1e39,3,z\n", "float32"),
+    "huge-digits": (b"a,b,y\n1,2,x\n" + b"9" * 50 + b",3,z\n", "float32"),
+    "inf-label": (b"a,b,y\n1,2,0\n3,4,inf\n5,6,1\n7,8,0\n", "label column"),
+    "nan-label": (b"a,b,y\n1,2,0\n3,4,nan\n5,6,1\n7,8,0\n", "label column"),
+    "overflowing-label": (b"a,b,y\n1,2,0\n3,4,1e39\n5,6,1\n7,8,0\n", "label column"),
+    "unclosed-quote": (b'a,b,y\n1,2,"x\n', "too few"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CSVS))
+def test_a_bad_csv_for_train_exits_2_with_one_line(tmp_path, capsys, name):
+    content, fragment = BAD_CSVS[name]
+    path = tmp_path / f"{name}.csv"
+    path.write_bytes(content)
+    err = one_line_error(["train", "--data", str(path), "--epochs", "1", "--no-progress"],
+                         capsys, path)
+    assert fragment in err
+
+
+@pytest.mark.parametrize("name", sorted(BAD_CSVS))
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+def test_a_bad_csv_for_predict_and_evaluate_exits_2_with_one_line(trained, tmp_path, capsys,
+                                                                  command, name):
+    content, _ = BAD_CSVS[name]
+    path = tmp_path / f"{name}.csv"
+    path.write_bytes(content)
+    one_line_error([command, str(trained[1]), str(path)], capsys, path)
+
+
+def test_a_csv_of_100000_columns_gets_a_short_message(trained, tmp_path, capsys):
+    path = tmp_path / "wide.csv"
+    header = [f"column_{i}" for i in range(100_000)]
+    write_csv(path, header, [[1.0] * 100_000])
+    one_line_error(["predict", str(trained[1]), str(path)], capsys, path)
+    one_line_error(["train", "--data", str(path), "--label", "nope", "--no-progress"], capsys,
+                   path)
+
+
+@pytest.mark.parametrize("special", ["folder", "fifo"])
+def test_a_special_file_as_csv_exits_2_without_waiting(trained, tmp_path, capsys, special):
+    import threading
+    path = tmp_path / "data.csv"
+    if special == "fifo":
+        if not hasattr(os, "mkfifo"):
+            pytest.skip("needs named pipes")
+        os.mkfifo(path)
+    else:
+        path.mkdir()
+    for argv in (["predict", str(trained[1]), str(path)],
+                 ["train", "--data", str(path), "--no-progress"]):
+        done = []
+        worker = threading.Thread(target=lambda a=argv, d=done: d.append(main(a)), daemon=True)
+        worker.start()
+        worker.join(5)
+        if worker.is_alive():  # the code before the fix: release it, then fail
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            pytest.fail(f"{argv[0]} waited on a {special}")
+        assert done == [2]
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and str(path) in err
+
+
+def _forge(model_path, out, change):
+    """Copy the model file from 'train --save' to ``out`` with ``change(cli, tensors)``."""
+    from chainrule.serialization import load_checkpoint, save_checkpoint
+    network, _, meta, tensors = load_checkpoint(model_path)
+    change(meta["cli"], tensors)
+    if "__meta__" in tensors:
+        meta = tensors.pop("__meta__")
+    save_checkpoint(out, network, None, meta, tensors)
+
+
+def _set(key, value):
+    return lambda cli, t: cli.__setitem__(key, value)
+
+
+FORGED_CLI = [
+    ("task-unknown", _set("task", "clustering"), "cli.task"),
+    ("task-number", _set("task", 1), "cli.task"),
+    ("task-regression", _set("task", "regression"), "cli.classes"),
+    ("classes-empty", _set("classes", []), "cli.classes"),
+    ("classes-short", _set("classes", ["a"]), "cli.classes"),
+    ("classes-string", _set("classes", "abc"), "cli.classes"),
+    ("classes-numbers", _set("classes", [1, 2, 3]), "cli.classes"),
+    ("classes-many", _set("classes", [str(i) for i in range(10_000)]), "cli.classes"),
+    ("features-empty", _set("features", []), "cli.features"),
+    ("features-short", _set("features", ["a", "b"]), "cli.features"),
+    ("features-string", _set("features", "abcd"), "cli.features"),
+    ("features-numbers", _set("features", [1, 2, 3, 4]), "cli.features"),
+    ("data-number", _set("data", 1), "cli.data"),
+    ("label-number", _set("label", 5), "cli.label"),
+    ("seed-negative", _set("seed", -1), "cli.seed"),
+    ("seed-string", _set("seed", "x"), "cli.seed"),
+    ("test-size-two", _set("test_size", 2), "cli.test_size"),
+    ("test-size-string", _set("test_size", "x"), "cli.test_size"),
+    ("y-scale-string", _set("y_scale", "x"), "cli.y_scale"),
+    ("y-scale-short", _set("y_scale", [1]), "cli.y_scale"),
+    ("y-scale-zero", _set("y_scale", [0, 0]), "cli.y_scale"),
+    ("y-scale-nan", _set("y_scale", [float("nan"), 1]), "cli.y_scale"),
+    ("missing-key", lambda cli, t: cli.pop("features"), "metadata 'cli'"),
+    ("extra-key", _set("code", "x"), "metadata 'cli'"),
+    ("cli-not-object", lambda cli, t: t.update(__meta__={"cli": [1, 2]}), "train --save"),
+    ("no-cli", lambda cli, t: t.update(__meta__={}), "train --save"),
+    ("mean-wrong-shape", lambda cli, t: t.update(mean=np.zeros(3, np.float32)), "extra.mean"),
+    ("std-zero", lambda cli, t: t.update(std=np.zeros(4, np.float32)), "extra.std"),
+    ("std-integer", lambda cli, t: t.update(std=np.ones(4, np.int32)), "extra.std"),
+    ("extra-tensor", lambda cli, t: t.update(x=np.ones(4, np.float32)), "tensors"),
+    ("no-std", lambda cli, t: t.pop("std"), "tensors"),
+]
+
+
+@pytest.mark.parametrize("change, field", [c[1:] for c in FORGED_CLI],
+                         ids=[c[0] for c in FORGED_CLI])
+def test_forged_cli_metadata_exits_2_with_one_line(trained, tmp_path, capsys, change, field):
+    folder, model = trained
+    forged = tmp_path / "forged.safetensors"
+    _forge(model, forged, change)
+    for argv in (["predict", str(forged), str(folder / "iris.csv")],
+                 ["evaluate", str(forged), str(folder / "iris.csv")],
+                 ["evaluate", str(forged)]):
+        err = one_line_error(argv, capsys, forged)
+        assert field in err, err
+
+
+@pytest.mark.parametrize("data, fragment", [("/dev/zero", "special file"),
+                                            ("digits", "features and classes")])
+def test_forged_training_data_of_a_model_file_exits_2(trained, tmp_path, capsys, data,
+                                                      fragment):
+    if not os.path.exists("/dev/zero") and data == "/dev/zero":
+        pytest.skip("needs /dev/zero")
+    forged = tmp_path / "forged.safetensors"
+    _forge(trained[1], forged, _set("data", data))
+    err = one_line_error(["evaluate", str(forged)], capsys, data if "/" in data else forged)
+    assert fragment in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="resource limits")
+def test_a_failed_write_names_the_file(trained, tmp_path):
+    folder, model = trained
+    out = tmp_path / "predictions.csv"
+    script = ("import resource, signal, sys\n"
+              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+              "resource.setrlimit(resource.RLIMIT_FSIZE, (200, 200))\n"
+              "from chainrule.cli import main\n"
+              "sys.exit(main(sys.argv[1:]))\n")
+    result = subprocess.run([sys.executable, "-c", script, "predict", str(model),
+                             str(folder / "iris.csv"), "--output", str(out)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and str(out) in result.stderr, result.stderr
+    assert "File too large" in result.stderr and not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []  # nor a temporary file

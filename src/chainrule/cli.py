@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
+import math
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -191,16 +194,87 @@ def _load_data(args):
     from . import datasets
     if args.data in datasets.BUNDLED:
         return datasets.load(args.data, test_size=args.test_size, rng=args.seed)
+    try:
+        header = _check_csv(args.data, args.label)
+    except OSError as e:
+        raise ChainruleError(
+            f"--data expected one of {sorted(datasets.BUNDLED)} or a CSV file, "
+            f"got {args.data!r} ({e.strerror})") from None
     if args.label is None:  # default: the last column of the header
-        try:
-            with open(args.data) as f:
-                args.label = f.readline().strip().split(",")[-1].strip()
-        except OSError as e:
-            raise ChainruleError(
-                f"--data expected one of {sorted(datasets.BUNDLED)} or a CSV file, "
-                f"got {args.data!r} ({e.strerror})") from None
+        args.label = header[-1]
     return datasets.load_csv(args.data, args.label, task=args.task, test_size=args.test_size,
                              rng=args.seed)
+
+
+# -- CSV files: what datasets.read_csv would turn into a traceback, a warning or a wrong class
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_csv(path, label: str | None) -> list[str]:
+    """The header of the CSV file ``path``, once the file is known to be UTF-8 text whose
+    numbers fit in float32 and whose numeric ``label`` column (default: the last) is finite.
+
+    Any other file raises :class:`ChainruleError` naming ``path``, the line and what was
+    expected; a missing one the usual ``OSError``.
+    """
+    where = os.fspath(path)
+    if not os.path.isfile(where) and os.path.exists(where):  # a FIFO would block, a folder...
+        raise ChainruleError(f"{where}: expected a CSV file, got a directory or special file")
+    with open(where, "rb") as f:
+        data = f.read()
+    if b"\0" in data:
+        line = data.count(b"\n", 0, data.index(b"\0")) + 1
+        raise ChainruleError(f"{where}: expected a text CSV file, got binary data (a NUL byte "
+                             f"on line {line})")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ChainruleError(f"{where}: expected UTF-8 text, got byte 0x{data[e.start]:02x} on "
+                             f"line {line}") from None
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r)]
+    except csv.Error as e:
+        raise ChainruleError(f"{where}: expected a CSV file, got {e}") from None
+    if not rows:
+        raise ChainruleError(f"{where}: expected a header row and data rows, got an empty file")
+    header = [h.strip() for h in rows[0]]
+    li = header.index(label) if label in header else len(header) - 1 if label is None else None
+    labels_numeric, non_finite = True, None
+    for r, row in enumerate(rows[1:], start=2):
+        for i, v in enumerate(row):
+            if ("e" in v or "E" in v or len(v) > 38) and i != li:  # the only ways past 3.4e38
+                x = _number(v)
+                if x is not None and math.isfinite(x) and abs(x) > _FLOAT32_MAX:
+                    column = header[i] if i < len(header) else f"#{i + 1}"
+                    raise ChainruleError(
+                        f"{where} line {r}, column {_short(column)}: expected a number within "
+                        f"float32's range (±{_FLOAT32_MAX:.4g}), got {_short(v.strip())}")
+        if li is not None and li < len(row) and labels_numeric:
+            x = _number(row[li])
+            if x is None:
+                labels_numeric = False  # class names: "inf" may be one
+            elif non_finite is None and not abs(x) <= _FLOAT32_MAX:
+                non_finite = (r, row[li].strip())
+    if labels_numeric and non_finite is not None:
+        raise ChainruleError(f"{where} line {non_finite[0]}: expected a finite number in the "
+                             f"label column {_short(header[li])} (within float32's range), "
+                             f"got {_short(non_finite[1])}")
+    return header
+
+
+def _number(v: str) -> float | None:
+    try:
+        return float(v)
+    except ValueError:
+        return None
+
+
+def _short(value) -> str:
+    """``repr(value)``, cut to fit in a one-line message."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _schedule(args, lr, total_steps):
@@ -305,20 +379,85 @@ def _open(path):
     info = meta.get("cli") if isinstance(meta, dict) else None
     if not isinstance(info, dict):
         raise ChainruleError(f"{path!r} was not written by 'chainrule train --save'")
+    _check_info(path, model, info, tensors)
     return model, info, tensors
+
+
+_INFO = ("classes", "data", "features", "label", "seed", "task", "test_size", "y_scale")
+
+
+def _check_info(path, model, info: dict, tensors: dict) -> None:
+    """What ``train --save`` stored beside the model, checked against the model: any defect
+    raises :class:`ChainruleError` naming the file and the field."""
+    def fail(field, expected, got):
+        return ChainruleError(f"{path}: metadata 'cli.{field}' expected {expected}, "
+                              f"got {_short(got)}")
+
+    if sorted(info) != sorted(_INFO):
+        raise ChainruleError(f"{path}: metadata 'cli' expected keys {list(_INFO)}, got "
+                             f"{_short(sorted(info))}")
+    W = [p.data for p in model.parameters() if p.name == "W"]
+    if not W:
+        raise ChainruleError(f"{path}: expected a model with a Linear layer, got none")
+    n_in, n_out = W[0].shape[0], W[-1].shape[1]
+    task, classes, features = info["task"], info["classes"], info["features"]
+    if task not in ("classification", "regression"):
+        raise fail("task", "'classification' or 'regression'", task)
+    if not (isinstance(features, list) and len(features) == n_in
+            and all(isinstance(f, str) for f in features)):
+        raise fail("features", f"a list of {n_in} column names (the model's inputs)", features)
+    if task == "classification":
+        ok = isinstance(classes, list) and all(isinstance(c, str) for c in classes) and (
+            len(classes) == n_out >= 2 or (n_out == 1 and len(classes) == 2))
+        if not ok:
+            raise fail("classes", f"a list of {max(n_out, 2)} class names (the model's "
+                       "outputs)", classes)
+    elif classes != []:
+        raise fail("classes", "[] for a regression model", classes)
+    if not isinstance(info["data"], str):
+        raise fail("data", "a data set name or CSV path", info["data"])
+    if info["label"] is not None and not isinstance(info["label"], str):
+        raise fail("label", "a column name or null", info["label"])
+    if not (type(info["seed"]) is int and info["seed"] >= 0):
+        raise fail("seed", "an int ≥ 0", info["seed"])
+    if not (type(info["test_size"]) in (int, float) and 0 < info["test_size"] < 1):
+        raise fail("test_size", "a number in (0, 1)", info["test_size"])
+    scale = info["y_scale"]
+    if not (isinstance(scale, list) and len(scale) == 2
+            and all(type(v) in (int, float) and math.isfinite(v) for v in scale)
+            and scale[1] > 0):
+        raise fail("y_scale", "[mean, scale] with finite numbers, scale > 0", scale)
+    if sorted(tensors) not in ([], ["mean", "std"]):
+        raise ChainruleError(f"{path}: expected tensors 'extra.mean' and 'extra.std' or none, "
+                             f"got {_short(sorted(tensors))}")
+    for name, A in tensors.items():
+        if A.shape != (n_in,) or A.dtype.kind != "f" or not np.isfinite(A).all() or (
+                name == "std" and not (A > 0).all()):
+            raise ChainruleError(f"{path}: tensor 'extra.{name}' expected {n_in} finite "
+                                 f"numbers{' > 0' if name == 'std' else ''} (one per feature), "
+                                 f"got array of shape {A.shape} and dtype {A.dtype}")
 
 
 def _read_features(path, info, tensors, with_label):
     from .datasets import read_csv
     label = info["label"]
+    if with_label and label is None:
+        raise ChainruleError(f"{path}: the model was trained on the bundled data set "
+                             f"{_short(info['data'])}, whose label has no column name: "
+                             "evaluate it without a CSV file")
+    header = _check_csv(path, label if with_label else "")
     if not with_label:  # a file for predict may still hold the label column: skip it
-        with open(path, newline="") as f:
-            header = [h.strip() for h in next(csv.reader(f), [])]
         label = label if label in header else None
     X, labels, names = read_csv(path, label)
     if names != info["features"]:
-        raise ChainruleError(f"{path!r} expected feature columns {info['features']}, "
-                             f"got {names}")
+        expected = info["features"]
+        first = next((i for i, (a, b) in enumerate(zip(names, expected)) if a != b),
+                     min(len(names), len(expected)))
+        raise ChainruleError(
+            f"{path} expected feature columns {_short(expected)} (the model's {len(expected)}), "
+            f"got {len(names)}; column {first + 1} should be "
+            + (_short(expected[first]) if first < len(expected) else "absent")
+            + ", is " + (_short(names[first]) if first < len(names) else "absent"))
     if "mean" in tensors:
         X = (X - tensors["mean"]) / tensors["std"]
     return X, labels
@@ -335,6 +474,10 @@ def evaluate(args) -> int:
             data = _load_data(ns)
         else:
             data = datasets.load(info["data"], test_size=info["test_size"], rng=info["seed"])
+        if data.feature_names != info["features"] or (
+                data.task == "classification" and data.classes != info["classes"]):
+            raise ChainruleError(f"{args.model}: metadata 'cli' expected the features and "
+                                 f"classes of {_short(info['data'])}, got others")
         X, y = data.X_test, data.y_test
     else:
         X, labels = _read_features(args.data, info, tensors, with_label=True)
@@ -347,7 +490,10 @@ def evaluate(args) -> int:
                                      f"{unknown[:5]}; known: {info['classes']}")
             y = np.array([index[v] for v in labels])
         else:
-            y = np.array([float(v) for v in labels], dtype=np.float32)
+            y = np.array([_number(v) for v in labels], dtype=np.float32)
+            if not np.isfinite(y).all():  # float32(None) is NaN: a label that is no number
+                raise ChainruleError(f"{args.data}: expected numbers in the label column "
+                                     f"{_short(info['label'])} (a regression model)")
     _print_metrics(_metrics(data, model, X, y, info["y_scale"]))
     return 0
 
@@ -418,19 +564,29 @@ def _open_any(path):
         return load(path), None, {}
 
 
+def _line(message: str, limit: int = 500) -> str:
+    """``message`` on one line of at most ``limit`` characters (it may quote a file)."""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[:limit - 3] + "..."
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"train": train, "evaluate": evaluate, "predict": predict,
-                "export": export}[args.command](args)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            # What is wrong is said once, as an error; never as warnings first.
+            warnings.simplefilter("ignore")
+            return {"train": train, "evaluate": evaluate, "predict": predict,
+                    "export": export}[args.command](args)
     except DivergenceError as e:
         print(f"chainrule: {e}", file=sys.stderr)
         return 1
     except ChainruleError as e:
-        print(f"chainrule: error: {e}", file=sys.stderr)
+        print(f"chainrule: error: {_line(str(e))}", file=sys.stderr)
         return 2
-    except OSError as e:  # a missing or unreadable file named on the command line
-        print(f"chainrule: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+    except OSError as e:  # a missing, unreadable or unwritable file named on the command line
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"chainrule: error: {_line(where + str(e.strerror or e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
