@@ -262,10 +262,11 @@ class Dataset:
     """What ``fit`` trains on: ``X``, ``Y`` and row weights ``w`` (or None), each in memory,
     sparse (X) or a :class:`Rows`, and the batches of an epoch over them.
 
-    All in memory (or sparse): each epoch is ``rng.permutation(n)`` cut into the batches, as
-    the notes' mini-batch loop does. Any :class:`Rows` among them: the first one's blocks and
-    windows decide the order (see the module), and the others are read along by the same
-    row ranges. ``sampling="replacement"``: each batch's rows are ``rng.integers(0, n, size)``.
+    All in memory (or sparse): each epoch is ``rng.permutation(n)`` cut into the batches
+    (beyond the notes, whose pseudocode in 6.6.2 draws each point at random). Any
+    :class:`Rows` among them: the first one's blocks and windows decide the order (see the
+    module), and the others are read along by the same row ranges.
+    ``sampling="replacement"``: each batch's rows are ``rng.integers(0, n, size)``.
     """
 
     def __init__(self, X, Y, w=None, *, shuffle: bool = True, sampling: str = "epochs"):

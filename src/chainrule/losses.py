@@ -212,7 +212,8 @@ class NLLM(Loss):
     built) or ``(n, k)`` rows of class probabilities (one-hot, or soft labels: each row ≥ 0
     and summing to 1, which the fused gradient assumes). ``a`` is clipped below at ε (1e-7
     in float32, 1e-15 in float64). After a ``Softmax``, ``Sequential.backward_from`` uses the
-    fused ``dL/dZ = (A − Y)/n`` (notes' Concept 19).
+    fused ``dL/dZ = (A − Y)/n`` (computed directly, as the notes' Concept 19 suggests; the
+    derivation is beyond the notes).
     """
 
     fuses_with = Softmax

@@ -26,7 +26,8 @@ Adam         lr=1e-3, beta1=0.9, beta2=0.999,      m ← β₁m + (1−β₁) g;
                                                    m̂ = m / (1−β₁ᵗ),  v̂ = v / (1−β₂ᵗ)
 ============ ===================================== ===========================================
 
-A note on names: what the course notes call "Adadelta" (a decaying average of g² that scales
+A note on names: chapter 6 of the notes names Adadelta (6.7.2) but defers its formula to an
+appendix; what course appendices may call "Adadelta" (a decaying average of g² that scales
 a *fixed* η) is :class:`RMSprop` here. :class:`Adadelta` is Zeiler's (2012) rule, as in
 PyTorch, which also keeps a decaying average of the squared *updates* so that the step has
 the units of W and η = 1 is a sensible default.
@@ -361,7 +362,7 @@ class RMSprop(Optimizer):
     """RMSprop: ``G ← ρG + (1−ρ) g²;  W ← W − η g / (√G + eps)``.
 
     ``G`` (state ``"square_avg"``) is a decaying average of squared gradients. This is the
-    rule the course notes call "Adadelta"; chainrule's :class:`Adadelta` is Zeiler's.
+    rule some course appendices call "Adadelta"; chainrule's :class:`Adadelta` is Zeiler's.
     Matches PyTorch's ``RMSprop(alpha=ρ)``.
 
     Parameters
@@ -395,7 +396,7 @@ class Adadelta(Optimizer):
 
     ``E_g`` and ``E_Δ`` (states ``"square_avg"`` and ``"acc_delta"``) are decaying averages
     of squared gradients and squared updates; their ratio gives Δ the units of W, so η = 1
-    works. Not to be confused with the course notes' "Adadelta", which is
+    works. Not to be confused with the "Adadelta" of some course appendices, which is
     :class:`RMSprop` here.
 
     Parameters

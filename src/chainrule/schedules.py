@@ -6,9 +6,10 @@ readable ``repr``; any function of ``t`` works as well::
     opt = SGD(lr=InverseTime(0.1, k=0.01))
     opt = SGD(lr=lambda t: 0.1 / t)
 
-The notes' convergence theorem for stochastic gradient descent asks for step sizes with
-``Σ_t η(t) = ∞`` and ``Σ_t η(t)² < ∞``; :class:`InverseTime` (with k > 0) is such a schedule,
-while :class:`ExponentialDecay` and :class:`StepDecay` shrink so fast that ``Σ η`` is finite.
+The convergence theorem for stochastic gradient descent (chapter 3 of the notes, which 6.7.2
+refers to) asks for step sizes with ``Σ_t η(t) = ∞`` and ``Σ_t η(t)² < ∞``;
+:class:`InverseTime` (with k > 0) is such a schedule, while :class:`ExponentialDecay` and
+:class:`StepDecay` shrink so fast that ``Σ η`` is finite.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ class InverseTime(Schedule):
     """``η(t) = η0 / (1 + k t)``: decays like 1/t.
 
     With k > 0, ``Σ_t η(t) = ∞`` (the harmonic series) and ``Σ_t η(t)² < ∞``, the
-    conditions of the notes' convergence theorem for stochastic gradient descent.
+    conditions of the convergence theorem for stochastic gradient descent (the notes' chapter
+    3, cited in 6.7.2).
     Note η(1) = η0 / (1 + k), not η0.
 
     Parameters

@@ -78,7 +78,8 @@ class Sequential:
         """Back-propagate the loss last computed on this model's output; return ``dL/dX``.
 
         When the last module is ``Softmax`` and the loss ``NLLM``, or ``Sigmoid`` and
-        ``NLL``, the two derivatives are fused (notes' Concept 19): the loss gradient
+        ``NLL``, the two derivatives are fused (Concept 19 of the notes suggests computing
+        ∂L/∂Zᴸ directly; the formula is derived in docs/notes/losses.md): the loss gradient
         ``dL/dZᴸ = (Aᴸ − Y)/n`` (``/n`` only for ``reduction="mean"``) goes straight to the
         module before the activation, which is both faster and exact where the activation
         saturates. ``input_grad`` is as in :meth:`backward`.
