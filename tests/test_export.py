@@ -575,12 +575,29 @@ def test_the_export_page_runs(tmp_path, monkeypatch, capsys):
     from chainrule.cli import main
     page = (Path(__file__).parents[1] / "docs" / "export.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
-    assert len(blocks) == 5
+    assert len(blocks) == 6
     monkeypatch.chdir(tmp_path)
     assert main(["train", "--data", "iris", "--epochs", "5", "--save", "iris.safetensors",
                  "--no-progress"]) == 0
     assert main(["export", "iris.safetensors", "--onnx", "iris.onnx", "--torch", "iris.pt"]) == 0
+    namespace = {}  # shared: the report block goes on from the scikit-learn one
     for i, block in enumerate(blocks):
-        exec(compile(block, f"docs/export.md block {i + 1}", "exec"), {})  # noqa: S102
+        exec(compile(block, f"docs/export.md block {i + 1}", "exec"), namespace)  # noqa: S102
     out = capsys.readouterr().out
     assert "True" in out and "modules.0" in out  # the copies, the explain table
+    assert "modules.4" in (tmp_path / "sklearn-iris.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("flag, package", [("--onnx", "onnx"), ("--torch", "torch")])
+def test_cli_export_without_the_package_says_what_to_install(flag, package, tmp_path,
+                                                             monkeypatch, capsys):
+    import sys
+
+    from chainrule.cli import main
+    cr.save(cr.Sequential(cr.Linear(2, 1, rng=0)), tmp_path / "m.safetensors")
+    monkeypatch.setitem(sys.modules, package, None)  # as if it were not installed
+    assert main(["export", str(tmp_path / "m.safetensors"), flag, str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"chainrule: error: export needs the {package} package, which is not "
+                   f"installed (pip install {package})\n")
+    assert not (tmp_path / "out").exists()
