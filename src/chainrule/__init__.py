@@ -4,6 +4,7 @@
 """
 
 from . import schedules as schedules  # cr.schedules.InverseTime(...)
+from .check import check_module
 from .errors import ChainruleError, DivergenceError, ModelFileError
 from .explain import explain
 from .gradcheck import gradcheck
@@ -31,7 +32,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SGD", "Adadelta", "Adagrad", "Adam", "EarlyStopping", "History", "Momentum", "RMSprop",
-    "explain", "fit", "load", "load_optimizer", "resume", "save",
+    "check_module", "explain", "fit", "load", "load_optimizer", "resume", "save",
     "AbsoluteLoss", "BatchNorm", "ChainruleError", "DivergenceError", "Dropout", "Identity",
     "LeakyReLU", "Linear", "Module", "ModelFileError", "NLL", "NLLM", "Parameter", "ReLU",
     "Sequential", "Sigmoid", "Softmax", "SquareLoss", "Step", "Tanh", "gradcheck",
