@@ -25,11 +25,12 @@ and the batches are consecutive runs of that order, so a batch can span the end 
 window and the start of the next. Every row is seen once per epoch; the order of the windows
 and of the rows within each is random; but rows of one block always fall in the same window,
 and rows of different windows share a batch only at a window's edge. When the data fit in
-one window this is a uniform permutation of all rows, as in memory (though not the same one:
-the draws differ). With ``shuffle=False`` the rows are read in their order. With
-``sampling="replacement"`` each batch's rows are drawn uniformly with replacement from all
-rows and read where they are (a random read per row: fine on a memmap or HDF5 file, one
-chunk read per row on a compressed zarr store). The same ``rng`` seed gives the same order.
+one window, the order is ``rng.permutation(n)``, exactly as in memory, so training on a small
+memmap gives the same network as on the array in memory. With ``shuffle=False`` the rows
+are read in their order. With ``sampling="replacement"`` each batch's rows are drawn
+uniformly with replacement from all rows, as in memory, and read where they are (a random
+read per row: fine on a memmap or HDF5 file, a chunk read per row on a compressed zarr
+store). The same ``rng`` seed gives the same order.
 
 Before the first update, ``fit`` reads a :class:`Rows` once, a window at a time, to check
 that every value is finite (and the targets' values); it never holds the whole array.
@@ -228,6 +229,8 @@ class Rows:
     def windows(self, rng, shuffle: bool) -> list[list[tuple[int, int]]]:
         """An epoch's windows: each a list of ``(start, end)`` row ranges, in reading order."""
         n_blocks = len(self.bounds) - 1
+        if n_blocks <= self.window_blocks:  # one window: no block order to draw
+            return [[(0, len(self))]]
         order = rng.permutation(n_blocks) if shuffle else np.arange(n_blocks)
         return [_ranges(self.bounds, order[i:i + self.window_blocks])
                 for i in range(0, n_blocks, self.window_blocks)]
