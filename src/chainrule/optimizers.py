@@ -26,7 +26,7 @@ Adam         lr=1e-3, beta1=0.9, beta2=0.999,      m ← β₁m + (1−β₁) g;
                                                    m̂ = m / (1−β₁ᵗ),  v̂ = v / (1−β₂ᵗ)
 ============ ===================================== ===========================================
 
-A note on names: chapter 6 of the notes names Adadelta (6.7.2) but defers its formula to an
+A note on names: chapter 6 of the notes names Adadelta in 6.7.2 but defers its formula to an
 appendix; what course appendices may call "Adadelta" (a decaying average of g² that scales
 a *fixed* η) is :class:`RMSprop` here. :class:`Adadelta` is Zeiler's (2012) rule, as in
 PyTorch, which also keeps a decaying average of the squared *updates* so that the step has
