@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from cases import assert_same_weights, blobs, mlp, weights
+from cases import LOSS_IDS, LOSSES, REDUCTIONS, assert_same_weights, blobs, mlp, weights
 from chainrule.training import evaluate
 
 
@@ -476,3 +476,210 @@ def test_ctrl_c_in_a_callback_returns_the_history_so_far():
                progress=False)
     assert h.interrupted and h.epochs == 2  # as with a real Ctrl-C: the epoch so far counts
     assert all(np.isfinite(w).all() for w in weights(model))
+
+
+# -- sampling="replacement" (the notes' 6.6.2 "get random data point i") ----------------------
+
+class RowIds(cr.SquareLoss):
+    """Square loss that records the targets of each batch it sees (row ids, in the tests)."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def forward(self, A, Y, weights=None):
+        self.batches.append(Y[:, 0].astype(int).copy())
+        return super().forward(A, Y, weights)
+
+
+def _ids_fit(n=100, **kwargs):
+    X = np.random.default_rng(0).normal(size=(n, 2)).astype(np.float32)
+    loss = RowIds()
+    model = cr.Sequential(cr.Linear(2, 1, rng=0))
+    history = cr.fit(model, loss, X, np.arange(n), progress=False, **kwargs)
+    return loss.batches, model, history
+
+
+def test_replacement_draws_every_batch_uniformly_with_replacement():
+    batches, model, _ = _ids_fit(epochs=2, batch_size=32, sampling="replacement", rng=3,
+                                 optimizer=cr.SGD(lr=1e-4))
+    assert [len(b) for b in batches] == [32] * 8  # ceil(100 / 32) = 4 full batches per epoch
+    draws = np.random.default_rng(3)  # exactly these draws, batch after batch
+    for b in batches:
+        assert np.array_equal(b, draws.integers(0, 100, 32))
+    seen = np.concatenate(batches[:4])
+    assert len(np.unique(seen)) < len(seen)  # rows repeat within an epoch ...
+    assert len(np.unique(seen)) < 100  # ... and some are not drawn at all
+
+
+def test_replacement_with_batch_gradient_descent_draws_n_rows_once_per_epoch():
+    batches, _, history = _ids_fit(epochs=3, batch_size=None, sampling="replacement", rng=0)
+    assert [len(b) for b in batches] == [100] * 3 and history.epochs == 3
+    assert all(len(np.unique(b)) < 100 for b in batches)
+
+
+def test_replacement_is_reproducible_and_differs_from_epochs():
+    a = _ids_fit(epochs=2, sampling="replacement", rng=5)
+    b = _ids_fit(epochs=2, sampling="replacement", rng=5)
+    c = _ids_fit(epochs=2, rng=5)
+    assert_same_weights(a[1], b[1])
+    assert a[2].history["loss"] == b[2].history["loss"]
+    assert sorted(np.concatenate(c[0][:4])) == list(range(100))  # "epochs": each row once
+    assert not np.array_equal(np.concatenate(a[0]), np.concatenate(c[0]))
+
+
+def test_replacement_takes_full_batches_even_with_batchnorm():
+    # 97 = 3 × 32 + 1: "epochs" merges the last row into the batch before; "replacement"
+    # draws ceil(97 / 32) = 4 batches of 32.
+    X, y = blobs(97)
+    model = mlp((4, 6, 3), batch_norm=True)
+    opt = cr.SGD(lr=0.01)
+    cr.fit(model, cr.NLLM(), X, y, optimizer=opt, epochs=2, sampling="replacement", rng=0,
+           progress=False)
+    assert opt.t == 8
+
+
+def test_unknown_sampling_is_an_error():
+    X, y = blobs()
+    with pytest.raises(cr.ChainruleError, match=r"sampling in \('epochs', 'replacement'\), "
+                       r"got 'bootstrap'"):
+        cr.fit(mlp(), cr.NLLM(), X, y, sampling="bootstrap", progress=False)
+
+
+# -- sample_weight ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("loss", "out", "k"), [(cr.NLLM, cr.Softmax, 3), (cr.NLL, cr.Sigmoid, 1),
+                                               (cr.SquareLoss, None, 1),
+                                               (cr.AbsoluteLoss, None, 1)])
+def test_unit_weights_train_exactly_as_no_weights(loss, out, k):
+    X, y = blobs(70)
+    y = y if k == 3 else (y == 1).astype(float)
+    runs = []
+    for w in (None, np.ones(70)):
+        model = mlp((4, 8, k), out=out)
+        h = cr.fit(model, loss(), X, y, sample_weight=w, epochs=3, rng=0, progress=False,
+                   validation_split=0.2)
+        runs.append((weights(model), {k: v for k, v in h.history.items() if k != "time"}))
+    assert_same_weights(runs[0][0], runs[1][0])  # the same gradients, bit for bit
+    for key, values in runs[0][1].items():  # the loss, summed per row, to the last bits
+        assert runs[1][1][key] == pytest.approx(values, rel=1e-14), key
+
+
+def _full_batch(X, y, w=None, epochs=5):
+    model = mlp((4, 8, 3), dtype=np.float64)
+    h = cr.fit(model, cr.NLLM(), X, y, sample_weight=w, optimizer=cr.SGD(lr=0.5),
+               epochs=epochs, batch_size=None, rng=0, progress=False)
+    return weights(model), h.history
+
+
+def test_integer_weights_equal_repeated_rows_and_zero_weights_removed_rows():
+    X, y = blobs(40)
+    X = X.astype(np.float64)
+    w = np.random.default_rng(1).integers(0, 4, 40)
+    weighted = _full_batch(X, y, w)
+    repeated = _full_batch(X.repeat(w, axis=0), y.repeat(w))
+    for a, b in zip(weighted[0], repeated[0]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(weighted[1]["loss"], repeated[1]["loss"], rtol=1e-12)
+    np.testing.assert_allclose(weighted[1]["accuracy"], repeated[1]["accuracy"], rtol=1e-12)
+
+
+def test_weighted_history_and_validation_by_hand():
+    X, y = blobs(50)
+    w = np.linspace(0.0, 2.0, 50)
+    model = mlp()
+    A = model.predict(X).astype(np.float64)
+    rows = -np.log(A[np.arange(50), y])
+    right = A.argmax(axis=1) == y
+    train, val = slice(0, 40), slice(40, 50)
+    h = cr.fit(model, cr.NLLM(), X, y, sample_weight=w, batch_size=None, epochs=1, rng=0,
+               validation_split=0.2, progress=False)
+    # the epoch's loss is that of the step, taken from the weights before it
+    assert h.history["loss"][0] == pytest.approx(
+        np.dot(w[train], rows[train]) / w[train].sum(), rel=1e-6)
+    assert h.history["accuracy"][0] == pytest.approx(
+        np.dot(w[train], right[train]) / w[train].sum())
+    # the validation rows keep their weights, after the update
+    A = model.predict(X[val]).astype(np.float64)
+    expected = np.dot(w[val], -np.log(A[np.arange(10), y[val]])) / w[val].sum()
+    assert h.history["val_loss"][0] == pytest.approx(expected, rel=1e-6)
+    again = cr.fit(mlp(), cr.NLLM(), X[train], y[train], sample_weight=w[train],
+                   batch_size=None, epochs=1, rng=0, progress=False,
+                   validation_data=(X[val], y[val], w[val]))
+    assert again.history["val_loss"] == h.history["val_loss"]
+
+
+@pytest.mark.parametrize(("w", "match"), [
+    (np.ones(59), r"sample_weight of shape \(60,\), one per row, got array of shape \(59,\)"),
+    (np.ones((60, 1)), r"shape \(60,\), one per row, got array of shape \(60, 1\)"),
+    (np.r_[np.ones(59), -1.0], r"sample_weight ≥ 0, got 1 negative value\(s\), the smallest -1"),
+    (np.r_[np.ones(59), np.nan], r"finite sample_weight, got 1 NaN or inf"),
+    (np.r_[np.ones(59), np.inf], r"finite sample_weight, got 1 NaN or inf"),
+    (np.zeros(60), r"at least one sample_weight > 0"),
+    (["a"] * 60, r"sample_weight as 60 numbers"),
+])
+def test_bad_sample_weight_is_refused_before_any_update(w, match):
+    X, y = blobs()
+    model = mlp()
+    before = weights(model)
+    with pytest.raises(cr.ChainruleError, match=match) as info:
+        cr.fit(model, cr.NLLM(), X, y, sample_weight=w, progress=False)
+    assert isinstance(info.value, ValueError)
+    assert_same_weights(model, before)
+
+
+def test_multilabel_accuracy_is_the_fraction_of_rows_with_every_label_right():
+    # NLL on 3 labels per row: accuracy counts rows, never more than 1.
+    X, _ = blobs(60)
+    Y = (X[:, :3] > 0).astype(float)
+    model = mlp((4, 8, 3), out=cr.Sigmoid)
+    h = cr.fit(model, cr.NLL(), X, Y, epochs=2, rng=0, progress=False)
+    A = model.predict(X)
+    assert evaluate(model, cr.NLL(), X, Y)["accuracy"] == np.mean(
+        ((A >= 0.5) == (Y >= 0.5)).all(axis=1))
+    assert 0 <= h.history["accuracy"][-1] <= 1
+
+
+# -- weighted losses, by finite differences and by hand ----------------------------------------
+
+@pytest.mark.parametrize("case", LOSSES, ids=LOSS_IDS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_weighted_loss_gradient_by_central_differences(case, reduction):
+    A, Y = case.data(n=6)
+    w = np.array([0.0, 0.5, 1.0, 2.0, 3.0, 0.25])
+    loss = case.make(reduction)
+    loss(A, Y, w)
+    analytic = loss.backward()
+    numeric = np.zeros_like(A)
+    eps = 1e-6
+    for idx in np.ndindex(A.shape):
+        up, down = A.copy(), A.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        numeric[idx] = (case.make(reduction)(up, Y, w) - case.make(reduction)(down, Y, w)) / (
+            2 * eps)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
+    # by hand: the weighted mean of the unweighted per-row losses
+    per_row = [case.make("sum")(A[i:i + 1], Y[i:i + 1]) for i in range(6)]
+    expected = np.dot(w, per_row) / (w.sum() if reduction == "mean" else 1.0)
+    assert loss(A, Y, w) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("case", [c for c in LOSSES if c.activation], ids=lambda c: c.id)
+def test_weighted_fused_gradient_equals_the_chain_through_the_activation(case):
+    A, Y = case.data(n=6)
+    w = np.array([0.0, 0.5, 1.0, 2.0, 3.0, 0.25])
+    activation = case.activation()
+    Z = np.random.default_rng(1).normal(size=A.shape)
+    A = activation.forward(Z)
+    loss = case.make()
+    loss(A, Y, w)
+    np.testing.assert_allclose(loss.fused_backward(), activation.backward(loss.backward()),
+                               rtol=1e-9, atol=1e-12)
+
+
+def test_weights_all_zero_in_a_batch_give_zero_loss_and_gradient():
+    loss = cr.SquareLoss()
+    A = np.ones((3, 2))
+    assert loss.forward(A, np.zeros((3, 2)), np.zeros(3)) == 0.0
+    assert not loss.backward().any()
