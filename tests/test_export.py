@@ -308,6 +308,21 @@ def test_to_torch_refuses_the_notes_conventions_torch_lacks():
         to_torch(bn)
 
 
+def test_to_torch_batchnorm_trains_as_chainrules():
+    """The same momentum convention and unbiased running variance: one training forward
+    moves both models' running statistics alike."""
+    torch = _torch()
+    bn = cr.BatchNorm(3, eps=1e-3, momentum=0.3, dtype=np.float64)
+    net = to_torch(cr.Sequential(bn))
+    X = np.random.default_rng(0).normal(2.0, 3.0, size=(6, 3))
+    A = bn(X)
+    with torch.no_grad():
+        A_torch = net(torch.from_numpy(X)).numpy()
+    np.testing.assert_allclose(A_torch, A, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(net[0].running_mean.numpy(), bn.running_mean[0], rtol=1e-12)
+    np.testing.assert_allclose(net[0].running_var.numpy(), bn.running_var[0], rtol=1e-12)
+
+
 def test_to_torch_copies_and_leaves_torchs_random_generator_alone():
     torch = _torch()
     model = cr.Sequential(cr.Linear(3, 2, rng=0))

@@ -125,17 +125,17 @@ def model_proto(model, *, opset: int | None = None, standardise=None, unstandard
                               producer_version=__version__,
                               ir_version=helper.find_min_ir_version_for(opsets))
     helper.set_model_props(proto, dict(metadata or {}))
+    size = proto.ByteSize()
+    if size >= 2**31:  # one protobuf message holds at most 2 GiB
+        raise InputError(f"{where} expected a model under 2 GiB (protobuf's limit), got "
+                         f"{size / 2**30:.1f} GiB")
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
 
 def write(proto, path: str | os.PathLike) -> None:
-    """Serialise ``proto`` to ``path`` atomically (protobuf holds at most 2 GiB)."""
+    """Serialise ``proto`` to ``path`` atomically."""
     from ..serialization import atomic_write_bytes
-    size = proto.ByteSize()
-    if size >= 2**31:
-        raise InputError(f"to_onnx expected a model under 2 GiB (protobuf's limit), got "
-                         f"{size / 2**30:.1f} GiB of weights")
     atomic_write_bytes(path, proto.SerializeToString())
 
 

@@ -173,8 +173,9 @@ def from_torch(module) -> Sequential:
     -------
     chainrule.Sequential
         ``Linear`` weights are float32 or float64 as torch's (others are refused); a
-        ``Linear(bias=False)`` gets W0 = 0. Anything outside the table raises
-        :class:`~chainrule.ChainruleError` naming the module's path and class.
+        ``Linear(bias=False)`` gets W0 = 0 and a ``BatchNorm1d(affine=False)`` G = 1, B = 0.
+        Anything outside the table raises :class:`~chainrule.ChainruleError` naming the
+        module's path and class.
 
     Example
     -------
