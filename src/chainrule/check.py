@@ -276,7 +276,8 @@ def _backward_shapes(report: CheckReport, module, X, dtype, C) -> None:
         data = np.asarray(p.data)
         g = p.grad
         if g is None or not hasattr(g, "shape"):
-            found.append(f"your {name} (.grad of {p.name}) is {g!r}: backward must set it")
+            found.append(f"your {name} (.grad of {p.name}) is {type(g).__name__}, not an array of "
+                         f"{p.name}'s shape: backward must set it")
         elif g.shape != data.shape:
             hint = ": did you transpose?" if g.shape == data.shape[::-1] else ""
             found.append(f"your {name} has shape {g.shape}, expected {data.shape} "
