@@ -14,7 +14,8 @@ class EarlyStopping:
 
     An epoch improves when ``val_loss < best − min_delta``. Training stops after ``patience``
     consecutive epochs without improvement, so with the best epoch at (0-based) index k it
-    runs k + 1 + patience epochs. With ``restore_best`` the model ends with the weights of
+    runs k + 1 + max(patience, 1) epochs (``patience=0`` stops at the first epoch without
+    improvement, as ``patience=1`` does), unless ``epochs`` runs out first. With ``restore_best`` the model ends with the weights of
     its best epoch. ``fit`` needs validation data to use it.
     """
 
