@@ -15,8 +15,9 @@ class EarlyStopping:
     An epoch improves when ``val_loss < best − min_delta``. Training stops after ``patience``
     consecutive epochs without improvement, so with the best epoch at (0-based) index k it
     runs k + 1 + max(patience, 1) epochs (``patience=0`` stops at the first epoch without
-    improvement, as ``patience=1`` does), unless ``epochs`` runs out first. With ``restore_best`` the model ends with the weights of
-    its best epoch. ``fit`` needs validation data to use it.
+    improvement, as ``patience=1`` does), unless ``epochs`` runs out first. With
+    ``restore_best`` the model ends with the weights of its best epoch. ``fit`` needs
+    validation data to use it.
     """
 
     def __init__(self, patience: int = 5, min_delta: float = 0.0, restore_best: bool = True):
