@@ -46,7 +46,7 @@ from ..layers import (
 )
 from ._walk import leaves, unsupported
 
-DEFAULT_OPSET = 17  # ONNX Runtime has run it since 1.11 (2022); so do onnxruntime-web and others
+DEFAULT_OPSET = 17  # ONNX Runtime has run it since 1.12 (2022), onnxruntime-web too
 MIN_OPSET = 13  # Softmax over one axis (opset 13's definition); GreaterOrEqual needs 12
 INPUT, OUTPUT = "X", "A"
 
