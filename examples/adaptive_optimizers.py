@@ -1,4 +1,7 @@
-"""The adaptive optimizers of the notes' 6.7.2 (and its appendix) on the same two problems.
+"""Optimizers with adaptive step sizes (named in the notes' 6.7.2) on the same two problems.
+
+The chapter names Momentum, Adadelta and Adam and defers their formulas to an appendix; the
+formulas here are the papers' and PyTorch's (see docs/notes/optimizing.md).
 
 1. A long, narrow valley J(w) = ½(w₁² + 25 w₂²): with η near its limit 2/25, gradient
    descent zig-zags across the steep w₂ direction; momentum averages the zig-zag into a
@@ -6,8 +9,8 @@
    gradient history, so w₁ and w₂ take steps of similar size (paths head diagonally).
 2. A small network fitting sin(2x), mini-batches of 16, each optimizer with its usual η.
 
-Naming: what some course notes call "Adadelta" (a running average of g² scaling a fixed η)
-is RMSprop here; chainrule's Adadelta is Zeiler's, which needs no η at all (lr=1.0).
+Naming: what some course appendices call "Adadelta" (a running average of g² scaling a
+fixed η) is RMSprop here; chainrule's Adadelta is Zeiler's, which needs no η at all (lr=1.0).
 
     python examples/adaptive_optimizers.py [--quick] [--plot optimizers.png]
 """
