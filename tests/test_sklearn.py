@@ -20,6 +20,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import chainrule as cr
+from cases import weights
 from chainrule.optimizers import SGD, Adadelta, Adagrad, Adam, Momentum, RMSprop
 from chainrule.serialization import load, save
 from chainrule.sklearn import MLPClassifier, MLPRegressor
@@ -540,3 +541,217 @@ def test_network_saves_and_loads(Estimator, iris, tmp_path):
     else:
         assert np.array_equal(model.predict(X)[:, 0] * est.y_scale_[0] + est.y_mean_[0],
                               est.predict(X))
+
+
+# -- API.md section 8: what scikit-learn's own MLP tests check ----------------------------------
+
+@pytest.fixture(scope="module")
+def multilabel():
+    from sklearn.datasets import make_multilabel_classification
+    X, Y = make_multilabel_classification(n_samples=300, n_features=10, n_classes=4,
+                                          random_state=0)
+    return StandardScaler().fit_transform(X), Y
+
+
+def test_multilabel_indicator_targets(multilabel):
+    X, Y = multilabel
+    clf = MLPClassifier((32,), epochs=60, learning_rate=0.01, random_state=0).fit(X, Y)
+    assert [type(m).__name__ for m in clf.model_.modules[-2:]] == ["Linear", "Sigmoid"]
+    assert clf.model_.modules[-2].n == 4 and np.array_equal(clf.classes_, np.arange(4))
+    P = clf.predict_proba(X)
+    assert P.shape == (300, 4) and P.dtype == np.float64 and ((P >= 0) & (P <= 1)).all()
+    assert not np.allclose(P.sum(axis=1), 1.0)  # independent labels
+    pred = clf.predict(X)
+    assert pred.shape == (300, 4) and set(np.unique(pred)) <= {0, 1}
+    assert np.array_equal(pred, (P > 0.5).astype(int))
+    subset = np.mean((pred == Y).all(axis=1))
+    assert clf.score(X, Y) == subset > 0.6  # subset accuracy, as scikit-learn's
+    assert clf.history_.history["accuracy"][-1] <= 1.0
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), P, rtol=1e-5)
+
+
+def test_multilabel_partial_fit(multilabel):
+    X, Y = multilabel
+    clf = MLPClassifier((16,), random_state=0)
+    for _ in range(3):
+        clf.partial_fit(X, Y)
+    assert clf.n_iter_ == 3 and clf.predict(X).shape == (300, 4)
+    with pytest.raises(ValueError, match=r"multilabel y of 4 columns, got array of shape"):
+        clf.partial_fit(X, Y[:, :3])
+
+
+@pytest.mark.parametrize("bad", [2, 0.5, -1])
+def test_multilabel_values_other_than_0_and_1_are_refused(bad, multilabel):
+    X, Y = multilabel
+    Y = Y.astype(float)
+    Y[5, 2] = bad
+    with pytest.raises(cr.ChainruleError, match=r"multilabel indicator y of 0s and 1s .* "
+                       r"got array of shape \(300, 4\) with values") as info:
+        MLPClassifier(epochs=1).fit(X, Y)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_predict_log_proba_is_log_predict_proba_and_finite_where_it_rounds_to_0(n_classes,
+                                                                               iris):
+    X, y = iris
+    keep = y < n_classes
+    X, y = X[keep].astype(np.float32), y[keep]
+    clf = MLPClassifier((8,), epochs=5, random_state=0).fit(X, y)
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X),
+                               rtol=1e-5, atol=1e-7)
+    out = clf.model_.modules[-2]
+    out.W.data *= 1e4  # saturated float32 outputs: some probabilities are exactly 0
+    assert (clf.predict_proba(X) == 0).any()
+    logp = clf.predict_log_proba(X)
+    assert np.isfinite(logp).all() and logp.max() <= 0
+    assert np.array_equal(logp.argmax(axis=1), clf.predict_proba(X).argmax(axis=1))
+
+
+@pytest.mark.parametrize("container", ["csr_matrix", "csr_array", "csc_matrix"])
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_sparse_input_gives_the_dense_predictions(container, Estimator, iris, monkeypatch):
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y = iris
+    X = np.where(np.abs(X) < 0.5, 0.0, X)
+    S = getattr(sparse, container)(X)
+    params = dict(hidden_layer_sizes=(8,), epochs=3, random_state=0, early_stopping=True,
+                  patience=5)
+    dense = Estimator(**params).fit(X, y)
+    shapes = []
+    kind = sparse.csr_matrix if "matrix" in container else sparse.csr_array
+    toarray = kind.toarray
+    monkeypatch.setattr(kind, "toarray", lambda self, *a, **k: (shapes.append(self.shape),
+                                                                toarray(self, *a, **k))[1])
+    est = Estimator(**params).fit(S, y)
+    assert max(s[0] for s in shapes) <= 32  # batches, never the whole matrix
+    assert np.array_equal(est.predict(S), dense.predict(X))
+    if Estimator is MLPClassifier:
+        assert np.array_equal(est.predict_proba(S), dense.predict_proba(X))
+    extra = {"classes": np.unique(y)} if Estimator is MLPClassifier else {}
+    est.partial_fit(S, y, **extra)
+    dense.partial_fit(X, y, **extra)
+    assert np.array_equal(est.predict(S), dense.predict(X))
+
+
+def test_sparse_nan_is_a_chainrule_error(iris):
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y = iris
+    X = X.copy()
+    X[3, 1] = np.nan
+    with pytest.raises(cr.ChainruleError, match=r"finite values in X, got 1 NaN") as info:
+        MLPClassifier().fit(sparse.csr_matrix(X), y)
+    assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_unit_sample_weight_equals_none_and_integer_weights_equal_repeated_rows(Estimator, iris):
+    X, y = iris
+    params = dict(hidden_layer_sizes=(8,), epochs=10, random_state=0, batch_size=None,
+                  learning_rate=0.01)
+    none = Estimator(**params).fit(X, y)
+    ones = Estimator(**params).fit(X, y, sample_weight=np.ones(len(X)))
+    assert np.array_equal(none.predict(X), ones.predict(X))
+    w = np.random.default_rng(0).integers(0, 3, len(X))
+    weighted = Estimator(**params).fit(X, y, sample_weight=w)
+    repeated = Estimator(**params).fit(X.repeat(w, axis=0), y.repeat(w))
+    out = "predict_proba" if Estimator is MLPClassifier else "predict"
+    np.testing.assert_allclose(getattr(weighted, out)(X), getattr(repeated, out)(X),
+                               rtol=1e-9, atol=1e-12)
+    # partial_fit takes weights too; score is weighted
+    extra = {"classes": np.unique(y)} if Estimator is MLPClassifier else {}
+    Estimator(**params).partial_fit(X, y, sample_weight=w, **extra)
+    assert weighted.score(X, y, sample_weight=w) == pytest.approx(
+        repeated.score(X.repeat(w, axis=0), y.repeat(w)))
+
+
+@pytest.mark.parametrize("w", [np.ones(3), -np.ones(150), np.full(150, np.nan)])
+def test_bad_sample_weight_is_a_chainrule_error(w, iris):
+    X, y = iris
+    with pytest.raises(cr.ChainruleError, match="sample_weight") as info:
+        MLPClassifier(epochs=1).fit(X, y, sample_weight=w)
+    assert isinstance(info.value, ValueError)
+
+
+def test_early_stopping_stops_on_easy_data_at_scikit_learns_tol():
+    r = np.random.default_rng(0)
+    X = r.normal(size=(200, 2))
+    y = (X[:, 0] > 0).astype(int)
+    X[:, 0] += np.where(y == 1, 3.0, -3.0)  # far apart: the validation loss creeps to 0
+    clf = MLPClassifier((8,), early_stopping=True, epochs=3000, random_state=0).fit(X, y)
+    assert clf.tol == 1e-4 and clf.n_iter_ < 1000
+    assert clf.history_.stopped_early
+    # tol=0: any fall counts, and the validation loss keeps falling by tiny amounts
+    strict = MLPClassifier((8,), early_stopping=True, epochs=1000, tol=0.0, random_state=0)
+    assert strict.fit(X, y).n_iter_ > clf.n_iter_
+
+
+def test_the_validation_split_is_stratified(iris, monkeypatch):
+    X, y = iris
+    X, y = X[:110], y[:110]  # 50, 50 and 10 rows of the three classes
+    seen = {}
+
+    def spy(model, loss, X, Y, **kwargs):
+        seen.update(train=np.bincount(Y, minlength=3),
+                    val=np.bincount(kwargs["validation_data"][1], minlength=3))
+        return cr.History()
+
+    monkeypatch.setattr("chainrule.sklearn.fit", spy)
+    MLPClassifier(early_stopping=True, validation_fraction=0.2, random_state=0).fit(X, y)
+    assert seen["val"].tolist() == [10, 10, 2] and seen["train"].tolist() == [40, 40, 8]
+
+
+def test_a_class_too_small_to_split_raises_scikit_learns_error(iris):
+    X, y = iris
+    X, y = X[:101], y[:101]  # one row of class 2
+    with pytest.raises(ValueError, match="least populated class.* only 1 member, which is too few"):
+        MLPClassifier(early_stopping=True).fit(X, y)
+    MLPClassifier(epochs=1).fit(X, y)  # without early stopping, it trains
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_float32_and_float64_data_start_from_the_same_network(Estimator, iris, monkeypatch):
+    X, y = iris
+    starts = []
+    monkeypatch.setattr("chainrule.sklearn.fit",
+                        lambda model, *a, **k: (starts.append(weights(model)), cr.History())[1])
+    Estimator((8,), random_state=0).fit(X.astype(np.float32), y)
+    Estimator((8,), random_state=0).fit(X, y)
+    for w32, w64 in zip(*starts, strict=True):
+        assert w32.dtype == np.float32 and w64.dtype == np.float64
+        np.testing.assert_array_equal(w32, w64.astype(np.float32))
+    monkeypatch.undo()
+    params = dict(hidden_layer_sizes=(8,), epochs=5, random_state=0)
+    a = Estimator(**params).fit(X.astype(np.float32), y)
+    b = Estimator(**params).fit(X, y)
+    if Estimator is MLPClassifier:
+        np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-4)
+        assert np.mean(a.predict(X) == b.predict(X)) >= 0.99
+    else:
+        np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_divergence_is_also_a_value_error(Estimator, iris):
+    from chainrule.sklearn import EstimatorDivergenceError
+    X, y = iris
+    est = Estimator((8,), optimizer="sgd", learning_rate=1e30, epochs=5, random_state=0)
+    with pytest.raises(ValueError, match=r"diverged at epoch \d+, step \d+") as info:
+        est.fit(X * 1e10, y)
+    assert isinstance(info.value, EstimatorDivergenceError)
+    assert isinstance(info.value, cr.DivergenceError)
+    assert all(np.isfinite(p.data).all() for p in est.model_.parameters())
+
+
+@pytest.mark.parametrize("Estimator", ESTIMATORS)
+def test_a_memmap_trains_as_the_array_in_memory(Estimator, iris, tmp_path):
+    X, y = iris
+    mm = np.memmap(tmp_path / "X", dtype=np.float64, mode="w+", shape=X.shape)
+    mm[:] = X
+    params = dict(hidden_layer_sizes=(8,), epochs=3, random_state=0)
+    disk = Estimator(**params).fit(mm, y)
+    memory = Estimator(**params).fit(X, y)
+    assert disk.n_features_in_ == 4
+    assert np.array_equal(disk.predict(mm), memory.predict(X))
+    with pytest.raises(ValueError, match="X has 3 features"):
+        disk.predict(np.memmap(tmp_path / "X", dtype=np.float64, mode="r", shape=(150, 3)))
