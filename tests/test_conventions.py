@@ -265,6 +265,15 @@ def test_dropout_draws_from_the_randomstates_own_stream():
     np.testing.assert_array_equal(twin(np.ones((200, 50))) != 0, mask)
 
 
+def test_dropout_with_a_randomstate_draws_the_courses_mask():
+    # np.random.seed(0); mask = np.random.rand(*A.shape) >= p: a unit is dropped with
+    # probability p (Definition 33), the RandomState's own uniform decides which.
+    np.random.seed(0)  # noqa: NPY002
+    mask = np.random.rand(6, 5) >= 0.3  # noqa: NPY002
+    d = cr.Dropout(0.3, scaling="notes", rng=np.random.RandomState(0))
+    np.testing.assert_array_equal(d(np.ones((6, 5))), mask.astype(F64))
+
+
 def test_dropout_keeps_half_the_units_on_an_mt19937_generator():
     # MT19937 makes 32 random bits per draw: read as two 32-bit halves of a 64-bit draw, one
     # half was always 0 and dropout kept only about 1/4 of the units for p = 0.5.

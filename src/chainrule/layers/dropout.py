@@ -45,7 +45,8 @@ class Dropout(Module):
         Probability that a unit is dropped (the notes' p).
     scaling : {"inverted", "notes"}, default "inverted"
     rng : None, int, numpy.random.Generator or numpy.random.RandomState
-        Source of the masks, kept as ``.rng`` (a Generator; a RandomState's own stream) so
+        Source of the masks, kept as ``.rng`` (a Generator; for a RandomState, one on the
+        RandomState's own stream, whose masks are ``rng.random_sample(shape) >= p``) so
         checkpoints can store its state.
     """
 
@@ -84,15 +85,17 @@ def _keep(rng: np.random.Generator, shape: tuple, p: float) -> np.ndarray:
     """``u ≥ p`` for ``u ~ U[0, 1)`` of the given shape: the units that dropout keeps.
 
     ``u = k / 2³²`` with ``k`` uniform 32-bit integers read straight off the generator's
-    output (two per 64-bit draw; one per draw of MT19937, which makes 32 bits), so ``u ≥ p``
-    is ``k ≥ ⌈p·2³²⌉``. That is finer than float32's 24-bit ``u`` and takes a third less time
-    than ``rng.random(shape, dtype=np.float32) >= p``: 2–3% of an epoch on deep-bn, which has
-    a Dropout after each of its six hidden layers.
+    64-bit output, two per draw, so ``u ≥ p`` is ``k ≥ ⌈p·2³²⌉``. That is finer than
+    float32's 24-bit ``u`` and takes a third less time than
+    ``rng.random(shape, dtype=np.float32) >= p``: 2–3% of an epoch on deep-bn, which has a
+    Dropout after each of its six hidden layers.
+
+    MT19937 (the bit generator of a legacy ``RandomState``) makes 32 bits per draw, not 64:
+    there ``u`` is the RandomState's own uniform, so after ``np.random.seed(s)`` the mask is
+    ``np.random.rand(*shape) >= p``, as a course's code would draw it.
     """
+    if isinstance(rng.bit_generator, np.random.MT19937):  # a RandomState's stream
+        return rng.random(shape) >= p  # the u of RandomState.random_sample, np.random.rand
     size = math.prod(shape)
-    bits = rng.bit_generator
-    if isinstance(bits, np.random.MT19937):  # a RandomState's: 32 random bits per output
-        k = bits.random_raw(size).astype(np.uint32)
-    else:
-        k = bits.random_raw((size + 1) // 2).view(np.uint32)[:size]
+    k = rng.bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size]
     return (k >= math.ceil(p * 2**32)).reshape(shape)
