@@ -114,13 +114,17 @@ def test_settings_show_the_values_used_not_dashes(tmp_path):
     # The command line passes None for "the default": the report shows what that was.
     run = classification_run()
     run["settings"].update(optimizer="adam", init=None, activation="relu", clip_grad_norm=None,
-                           schedule="constant")
+                           schedule="constant", task=None, batch_size=None, early_stopping=0,
+                           progress=None, save=None)
     write_report(tmp_path / "run.html", **run)
     rows = settings_rows((tmp_path / "run.html").read_text(encoding="utf-8"))
     assert rows["lr"] == "0.001 (adam&#x27;s default)"
     assert rows["init"] == "gaussian"  # what every Linear of the model was built with
-    assert rows["clip_grad_norm"] == "off"
-    assert "—" not in [rows[k] for k in ("lr", "init", "clip_grad_norm")]
+    assert rows["clip_grad_norm"] == "off" and rows["early_stopping"] == "off"
+    assert rows["task"] == "classification"
+    assert rows["batch_size"] == "all rows (batch gradient descent)"
+    assert rows["progress"] == "when stderr is a terminal"
+    assert rows["save"] == "—"  # nothing was asked for
 
 
 def test_settings_name_the_init_of_hidden_and_output_layers(tmp_path):

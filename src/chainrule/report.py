@@ -60,9 +60,9 @@ def write_report(path, *, model, loss, data, history, settings: dict, metrics: d
     settings : the run's options (``vars(args)`` on the command line)
     metrics : final test metrics, e.g. ``{"accuracy": 0.97}`` or ``{"r2": ..., "mse": ...}``
     """
-    body = [_summary(model, loss, data, history), _metrics(metrics), _settings(settings, model),
-            _curves(history), _gradients(history), _explain(model, loss, data),
-            _model(model)]
+    body = [_summary(model, loss, data, history), _metrics(metrics),
+            _settings(settings, model, data), _curves(history), _gradients(history),
+            _explain(model, loss, data), _model(model)]
     title = f"chainrule training report: {data.name}"
     page = f"""<!DOCTYPE html>
 <html lang="en">
@@ -160,8 +160,8 @@ def _metrics(metrics: dict) -> str:
                     '<p class="muted">On the held-out test split.</p>')
 
 
-def _settings(settings: dict, model) -> str:
-    used = _values_used(settings, model)
+def _settings(settings: dict, model, data) -> str:
+    used = _values_used(settings, model, data)
     rows = [[k, "—" if v is None else " ".join(map(str, v)) if isinstance(v, list) else v]
             for k, v in sorted(used.items()) if not callable(v)]
     half = -(-len(rows) // 2)  # two tables side by side keep the page short
@@ -170,13 +170,22 @@ def _settings(settings: dict, model) -> str:
     return _section("settings", f'<div class="columns">{tables}</div>')
 
 
-def _values_used(settings: dict, model) -> dict:
-    """``settings`` with each None that stands for a default replaced by the value used.
+def _values_used(settings: dict, model, data) -> dict:
+    """``settings`` with each None (or 0) that stands for a default replaced by the value used.
 
-    The command line passes None for "the optimizer's own step size" and "the activation's
-    initialisation"; the model and the optimizer's signature say what those were.
+    The command line passes None for "the optimizer's own step size", "the activation's
+    initialisation" and "the data's task"; the optimizer's signature, the model and the data
+    say what those were. Options left None because nothing was asked (``--save``) stay "—".
     """
     used = dict(settings)
+    if "task" in used and used["task"] is None:
+        used["task"] = data.task
+    if "batch_size" in used and used["batch_size"] is None:
+        used["batch_size"] = "all rows (batch gradient descent)"
+    if used.get("early_stopping", None) == 0:
+        used["early_stopping"] = "off"
+    if "progress" in used and used["progress"] is None:
+        used["progress"] = "when stderr is a terminal"
     if used.get("lr", 0) is None and used.get("optimizer") in OPTIMIZERS:
         used["lr"] = f"{default_lr(used['optimizer']):g} ({used['optimizer']}'s default)"
     if "init" in used and used["init"] is None:
