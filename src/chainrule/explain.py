@@ -13,6 +13,11 @@ With ``layout="notes"`` the same quantities are shown (and kept) in the notes' c
 one column per sample: ``Zˡ = Wˡᵀ Aˡ⁻¹ + W0ˡ`` with ``Zˡ`` of shape ``(n, K)``,
 ``∂L/∂Wˡ = Aˡ⁻¹ (∂L/∂Zˡ)ᵀ`` and ``∂L/∂Aˡ⁻¹ = Wˡ ∂L/∂Zˡ``; ``W`` has the same shape in both.
 
+The flags follow the long chain rule of the notes' 6.7.3: back-propagation multiplies
+``∂L/∂Zᴸ`` by one factor per layer (``Wᵀ`` and the diagonal ``f′(Z)``) on its way to layer ℓ,
+so ``r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖`` is how far that product has shrunk (``"vanishing"``,
+r < ``vanishing_below``) or grown (``"exploding"``, r > ``exploding_above``).
+
 >>> import numpy as np, chainrule as cr
 >>> from chainrule.explain import explain
 >>> model = cr.Sequential(cr.Linear(4, 8, rng=0), cr.ReLU(), cr.Linear(8, 3, rng=1),
@@ -60,8 +65,9 @@ class Explanation:
         ``"dLdW"``, ``"dLdW0"``, ``"dLdA_prev"``: shape tuples, L2 norms and signed copies
         of the arrays (``"values"`` also has ``"dAdZ"``: the diagonal f′(z) as an array of
         Z's shape, or None); ``"dAdZ"`` (``{"mean": ..., "zero_fraction": ...}`` of that
-        diagonal when the layer has one elementwise activation, else ``None``) and
-        ``"flag"`` (``"vanishing"``, ``"exploding"`` or ``None``). Shapes and values follow
+        diagonal when the layer has one elementwise activation, else ``None``), ``"r"``
+        (``‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖``, NaN when ``∂L/∂Zᴸ`` is 0) and ``"flag"``
+        (``"vanishing"``, ``"exploding"`` or ``None``). Shapes and values follow
         ``layout``: ``(K, n)`` for ``"rows"``, the notes' ``(n, K)`` for ``"notes"``.
     loss : float
         The loss of this forward pass.
