@@ -17,12 +17,15 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+# One per part of chapter 6, in the order of docs/notebooks.md.
+PARTS = ["01_two_neuron_network", "02_matrix_form", "03_training_loop", "04_batch_sizes",
+         "05_adaptive_step_sizes", "06_vanishing_exploding", "07_regularization"]
 CHECK_CITATIONS = ROOT.parent / "shared" / "tools" / "check_citations.py"
 CELL_TIMEOUT = 60  # seconds; every cell is meant to take a few at most
 
 
-def test_there_are_notebooks():
-    assert NOTEBOOKS, "no notebooks/*.ipynb"
+def test_one_notebook_per_part():
+    assert [p.stem for p in NOTEBOOKS] == PARTS
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +70,21 @@ def test_notebook_is_committed_without_outputs(path):
             assert cell["outputs"] == [] and cell["execution_count"] is None, (
                 f"{path.name}: a code cell has outputs; clear them before committing")
     assert "widgets" not in notebook["metadata"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_exercise_has_a_solution_block_and_a_check(path):
+    """The nbgrader convention: a solution between BEGIN and END SOLUTION markers, which a
+    teacher's tool replaces for the student's copy, and after it a cell that asserts."""
+    cells = [("".join(c["source"]), c["cell_type"]) for c in json.loads(path.read_text())["cells"]]
+    solutions = [i for i, (text, kind) in enumerate(cells)
+                 if kind == "code" and "### BEGIN SOLUTION" in text]
+    assert len(solutions) >= 2, f"{path.name}: {len(solutions)} exercises"
+    for i in solutions:
+        text = cells[i][0]
+        assert text.count("### BEGIN SOLUTION") == text.count("### END SOLUTION") == 1
+        assert "assert" in cells[i + 1][0] and cells[i + 1][1] == "code", (
+            f"{path.name}: the cell after exercise cell {i} does not check it")
 
 
 def test_notebook_citations_are_in_the_notes(tmp_path):
