@@ -541,10 +541,13 @@ class InterruptedLoss(cr.NLLM):
 
 def fit_with(tmp_path, *, loss=None, callbacks=(), epochs=4, es=True):
     X, y = data()
-    return cr.fit(model(), loss or cr.NLLM(), X, y, epochs=epochs, batch_size=8,
-                  validation_data=VALIDATION, rng=0, progress=False, callbacks=callbacks,
-                  early_stopping=cr.EarlyStopping(patience=9) if es else None,
-                  checkpoint=tmp_path / "ck.safetensors")
+    try:
+        return cr.fit(model(), loss or cr.NLLM(), X, y, epochs=epochs, batch_size=8,
+                      validation_data=VALIDATION, rng=0, progress=False, callbacks=callbacks,
+                      early_stopping=cr.EarlyStopping(patience=9) if es else None,
+                      checkpoint=tmp_path / "ck.safetensors")
+    except KeyboardInterrupt:  # would stop pytest itself: fail this test instead
+        pytest.fail("KeyboardInterrupt escaped fit")
 
 
 def assert_consistent(history, epochs):
