@@ -593,3 +593,59 @@ def test_keyboard_interrupt_while_the_checkpoint_is_written(tmp_path, monkeypatc
 def test_keyboard_interrupt_in_a_step_callback_keeps_whole_steps(tmp_path):
     history = fit_with(tmp_path, callbacks=[InterruptAt("step", 1, step=2)], es=False)
     assert history.interrupted and history.epochs == 2  # epoch 1 recorded as far as it got
+
+
+class InterruptingRows:
+    """An array-like X (shape, dtype and row slicing: fit reads it a window at a time, as an
+    h5py or zarr array) whose reads raise KeyboardInterrupt once ``armed``, as a data
+    library's own signal handling may."""
+
+    def __init__(self, A):
+        self.A, self.armed = A, False
+        self.shape, self.dtype, self.ndim = A.shape, A.dtype, A.ndim
+
+    def __getitem__(self, rows):
+        if self.armed:
+            self.armed = False
+            raise KeyboardInterrupt
+        return self.A[rows]
+
+
+def test_keyboard_interrupt_while_reading_the_data_returns_the_history(tmp_path):
+    X, y = data()
+    rows = InterruptingRows(X)
+
+    class ArmAt:
+        def on_step_end(self, step, logs):
+            rows.armed = rows.armed or (logs["epoch"], step) == (1, 1)
+
+    try:
+        history = cr.fit(model(), cr.NLLM(), rows, y, epochs=4, batch_size=8, rng=0,
+                         progress=False, callbacks=[ArmAt()])
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped fit")
+    assert history.interrupted and history.epochs in (1, 2)
+    assert all(len(v) == history.epochs for v in history.history.values())
+
+
+def test_keyboard_interrupt_anywhere_else_in_the_loop_returns_the_history(tmp_path,
+                                                                         monkeypatch):
+    from chainrule import training
+    real, tallies = training._Tally, []
+
+    def tally(*args):  # the start of each epoch's bookkeeping: epoch 2's raises
+        tallies.append(1)
+        if len(tallies) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(training, "_Tally", tally)
+    net = model()
+    before = [p.data.copy() for p in net.parameters()]
+    X, y = data()
+    try:
+        history = cr.fit(net, cr.NLLM(), X, y, epochs=4, batch_size=8, rng=0, progress=False)
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped fit")
+    assert history.interrupted and history.epochs == 2
+    assert any(not np.array_equal(a, p.data) for a, p in zip(before, net.parameters()))

@@ -149,18 +149,19 @@ class _Run:
                 self.model.train()
                 tally = _Tally(self.loss, len(store.paths))
                 bar = _progress.EpochBar(epoch, epochs, len(self.batches)) if self.bar else None
-                for step, (Xb, Yb, wb) in enumerate(data.epoch(rng, self.batches)):
-                    if input_noise:  # the notes' perturbation, fresh for every batch
-                        Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(Xb.dtype)
+                batches = _interruptible(data.epoch(rng, self.batches), interrupted)
+                for step, (Xb, Yb, wb) in enumerate(batches):
                     try:
+                        if input_noise:  # the notes' perturbation, fresh for every batch
+                            Xb = Xb + rng.normal(0.0, input_noise, Xb.shape).astype(Xb.dtype)
                         value, A, norms = take_step(Xb, Yb, epoch, step, wb)
-                    except KeyboardInterrupt:  # outside the main thread; the step was undone
+                    except KeyboardInterrupt:  # raised, not signalled: the step was undone
                         interrupted[0] = True
                         break
-                    tally.add(value, A, Yb, norms, wb)
-                    if bar is not None:
-                        bar.update(1, {"loss": tally.mean_loss})
                     try:
+                        tally.add(value, A, Yb, norms, wb)
+                        if bar is not None:
+                            bar.update(1, {"loss": tally.mean_loss})
                         for cb in step_callbacks:
                             cb.on_step_end(step, {"loss": value, "epoch": epoch})
                     except KeyboardInterrupt:  # from a callback: the step itself is complete
@@ -531,26 +532,39 @@ def _run_through(interrupted: list[bool], work, *args, again: bool = True):
     return False, None
 
 
+def _interruptible(batches, interrupted: list[bool]):
+    """The epoch's batches, ending (with ``interrupted`` set) where reading the next one
+    raises ``KeyboardInterrupt``, e.g. inside a dataset library's own code."""
+    try:
+        yield from batches
+    except KeyboardInterrupt:
+        interrupted[0] = True
+
+
 @contextmanager
 def _deferred_interrupt():
     """Turn Ctrl-C into a flag that the loop reads after each complete step.
 
-    Yields a one-element list whose item becomes True on SIGINT. Outside the main thread
-    signals cannot be caught; there ``KeyboardInterrupt`` is handled by the caller.
+    Yields a one-element list whose item becomes True on SIGINT. A ``KeyboardInterrupt``
+    raised rather than signalled (outside the main thread, where signals cannot be caught,
+    or by a callback, a custom module or another signal handler) is handled where it can
+    arise in the loop; one that still reaches here ends the block with the flag set, so that
+    ``fit`` returns the History so far like after a Ctrl-C.
     """
     flag = [False]
-    if threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
+    main = threading.current_thread() is threading.main_thread()
+    if main:
+        def handler(signum, frame):
+            flag[0] = True
 
-    def handler(signum, frame):
-        flag[0] = True
-
-    previous = signal.signal(signal.SIGINT, handler)
+        previous = signal.signal(signal.SIGINT, handler)
     try:
         yield flag
+    except KeyboardInterrupt:
+        flag[0] = True
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if main:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _batchnorms(model) -> list[BatchNorm]:
