@@ -558,6 +558,8 @@ def test_cli_export_takes_a_plain_model_file(tmp_path):
     (["export", "{model}", "--onnx", "{tmp}/m.onnx", "--opset", "x"], "invalid"),
     (["export", "{bad}", "--onnx", "{tmp}/m.onnx"], "bad.safetensors"),
     (["export", "{user}", "--torch", "{tmp}/m.pt"], "cannot write modules.1 (Step)"),
+    # train's metadata, broken: never exported as if the file had no scaling
+    (["export", "{broken}", "--onnx", "{tmp}/m.onnx"], "metadata 'cli' expected keys"),
 ])
 def test_cli_export_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, capsys):
     _ort()
@@ -567,7 +569,12 @@ def test_cli_export_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, 
     cr.save(cr.Sequential(cr.Linear(2, 1, rng=0)), model)
     cr.save(cr.Sequential(cr.Linear(2, 1, rng=0), cr.Step()), user)
     bad.write_bytes(b"not a model")
-    argv = [a.format(model=model, tmp=tmp_path, bad=bad, user=user) for a in argv]
+    from chainrule.serialization import save_checkpoint
+    broken = tmp_path / "broken.safetensors"
+    save_checkpoint(broken, cr.Sequential(cr.Linear(2, 1, rng=0)), None,
+                    {"cli": {"task": "regression"}}, {"mean": np.zeros(2), "std": np.ones(2)})
+    argv = [a.format(model=model, tmp=tmp_path, bad=bad, user=user, broken=broken)
+            for a in argv]
     try:
         code = main(argv)
     except SystemExit as e:  # argparse's own errors

@@ -555,13 +555,16 @@ def export(args) -> int:
 def _open_any(path):
     """``(model, cli info or None, tensors)`` of a file from ``train --save`` or ``save``."""
     from .errors import ModelFileError
-    from .serialization import load
+    from .serialization import load, load_checkpoint
     try:
-        return _open(path)
-    except ModelFileError:  # not a checkpoint: a plain model file has no scaling to fold in
+        model, _, meta, tensors = load_checkpoint(path)
+    except ModelFileError:  # not a checkpoint (or broken, which load says again)
         return load(path), None, {}
-    except ChainruleError:  # a checkpoint, but not train's
-        return load(path), None, {}
+    info = meta.get("cli") if isinstance(meta, dict) else None
+    if info is None:  # a checkpoint of fit: no scaling to fold in
+        return model, None, {}
+    _check_info(path, model, info, tensors)  # train's file: its scaling must be sound
+    return model, info, tensors
 
 
 def _line(message: str, limit: int = 500) -> str:
