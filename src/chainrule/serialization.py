@@ -2,10 +2,11 @@
 
 Never pickle: a file holds only arrays and JSON text, and ``load`` rebuilds modules from a
 fixed registry of chainrule's own classes, so opening a file can never run code. The format
-is described in :mod:`chainrule._files.model_file`; writes are atomic (temporary file in the
-same folder, fsync, ``os.replace``: :func:`atomic_write_bytes`, which the command line and the
-reports use too). Checkpoints of a running ``fit`` are model files with more in them
-(:func:`save_checkpoint`, :func:`load_checkpoint`).
+is described in :mod:`chainrule._files.model_file` (and ``docs/files.md``); writes are atomic
+(temporary file in the same folder, fsync, ``os.replace``: :func:`atomic_write_bytes`, which the
+command line and the reports use too, and which removes the temporary files that killed
+writers of the same path left behind). Checkpoints of a running ``fit`` are model files with
+more in them (:func:`save_checkpoint`, :func:`load_checkpoint`).
 """
 
 from __future__ import annotations
@@ -61,8 +62,12 @@ def load(path: str | os.PathLike) -> Sequential:
     dtype is checked against the modules built from the architecture, and a SHA-256 digest of
     the whole content against the one stored, so a truncated, corrupted or hostile file raises
     :class:`~chainrule.ModelFileError` (naming the file and the problem) and executes nothing.
-    The loaded model is in training mode, like a new one. A missing file raises the usual
-    ``FileNotFoundError``.
+    Only a regular file is read (a FIFO or a device is refused unread), no more of it than its
+    header declares, and within bounds on the header (16 MiB, 2,000,000 JSON values) and the
+    architecture (10,000 modules); settings that would make predictions NaN or inf (a
+    ``BatchNorm`` eps of 0, a ``LeakyReLU`` alpha beyond the model's dtype) are refused too.
+    The file format and every check are described in ``docs/files.md``. The loaded model is
+    in training mode, like a new one. A missing file raises the usual ``FileNotFoundError``.
 
     Example
     -------

@@ -28,7 +28,11 @@ metadata key       value (all strings)
 
 Reading trusts nothing: any defect raises :class:`~chainrule.ModelFileError` naming the file
 and the problem, and ``save`` makes the same checks before writing, so it never writes a file
-that would not load.
+that would not load. In order: a regular file with a bounded header (:mod:`.container`), the
+format, version and digest, the architecture (:mod:`.architecture`, at most
+:data:`~.architecture.MAX_MODULES` modules), the tensors against the modules built from it, the
+optimizer's state, then the modules' settings against the model's dtype. The digest only
+proves a file whole: anyone can recompute it.
 """
 
 from __future__ import annotations
