@@ -623,3 +623,25 @@ def test_cli_export_without_the_package_says_what_to_install(flag, package, tmp_
     assert err == (f"chainrule: error: export needs the {package} package, which is not "
                    f"installed (pip install {package})\n")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_onnx_label_output_is_predicts_class_ties_to_the_lower(k, tmp_path):
+    """``label`` names the class ``chainrule predict`` prints (``_build.class_indices``),
+    for one sigmoid unit (k = 2) and a softmax; a tie goes to the lower class."""
+    _ort()
+    from chainrule._build import class_indices
+    from chainrule.export.onnx_graph import model_proto, write
+    n_out, output = (1, cr.Sigmoid()) if k == 2 else (k, cr.Softmax())
+    model = cr.Sequential(cr.Linear(3, n_out, rng=0), output)
+    model[0].W.data[0] = 0  # rows whose other features are 0 tie exactly
+    classes = ["zero", "one", "two"][:k]
+    mean, std = np.array([1.0, 2.0, 3.0]), np.array([2.0, 0.5, 1.0])
+    write(model_proto(model, standardise=(mean, std), classes=classes), tmp_path / "m.onnx")
+    raw = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32) * 3 + 1
+    raw[:5, 1:] = mean[1:]  # standardised: (x, 0, 0), a tie
+    A, label = _run_onnx(tmp_path / "m.onnx", raw)
+    A_ours = model.predict((raw - mean) / std)
+    np.testing.assert_allclose(A, A_ours, rtol=1e-5, atol=1e-6)
+    assert label.tolist() == [classes[i] for i in class_indices(A_ours)]
+    assert set(label[:5]) == {"zero"} and len(set(label)) == k
