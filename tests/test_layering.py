@@ -102,7 +102,8 @@ DEPENDENCIES = {
     "tqdm": (["progress"], []),
     "dask": (["arrays"], []),
 }
-OPTIONAL = ("sklearn", "matplotlib", "tqdm", "scipy", "torch", "pandas", "onnx", "onnxruntime")
+OPTIONAL = ("sklearn", "matplotlib", "tqdm", "scipy", "torch", "pandas", "onnx", "onnxruntime",
+            "dask", "ray", "zarr", "h5py")
 
 COMPILED_SUFFIXES = (".c", ".h", ".cpp", ".pyx", *importlib.machinery.EXTENSION_SUFFIXES)
 VALIDATION_NAMES = {"check_float", "check_dtype", "check_positive_int", "as_float_matrix",
