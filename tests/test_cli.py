@@ -303,6 +303,7 @@ FORGED_CLI = [
     ("classes-string", _set("classes", "abc"), "cli.classes"),
     ("classes-numbers", _set("classes", [1, 2, 3]), "cli.classes"),
     ("classes-many", _set("classes", [str(i) for i in range(10_000)]), "cli.classes"),
+    ("classes-repeated", _set("classes", ["setosa"] * 3), "cli.classes"),
     ("features-empty", _set("features", []), "cli.features"),
     ("features-short", _set("features", ["a", "b"]), "cli.features"),
     ("features-string", _set("features", "abcd"), "cli.features"),

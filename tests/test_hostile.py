@@ -190,6 +190,9 @@ FORGED = [
     ("best-extra", lambda ck, t: t.update(x=np.ones(2, np.float32)), "best-weight tensors"),
     ("best-1x1", lambda ck, t: t.update({"best.0": np.ones((1, 1), np.float32)}),
      "'extra.best.0' expected shape (5, 16)"),
+    ("best-1x1-finished", lambda ck, t: (ck.update(finished=True), ck["history"].update(
+        stopped_early=True), t.update({"best.0": np.ones((1, 1), np.float32)})),
+     "'extra.best.0' expected shape (5, 16)"),
     ("best-float64", lambda ck, t: t.update({"best.1": t["best.1"].astype(np.float64)}),
      "'extra.best.1' expected shape"),
     ("best-nan", lambda ck, t: t["best.2"].__setitem__((0, 0), np.nan), "finite"),

@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import stat
 import sys
 import warnings
 
@@ -221,7 +222,10 @@ def _check_csv(path, label: str | None) -> list[str]:
     where = os.fspath(path)
     if not os.path.isfile(where) and os.path.exists(where):  # a FIFO would block, a folder...
         raise ChainruleError(f"{where}: expected a CSV file, got a directory or special file")
-    with open(where, "rb") as f:
+    fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # never waits on a FIFO
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped for one since the check above
+            raise ChainruleError(f"{where}: expected a CSV file, got a special file")
         data = f.read()
     if b"\0" in data:
         line = data.count(b"\n", 0, data.index(b"\0")) + 1
@@ -409,9 +413,9 @@ def _check_info(path, model, info: dict, tensors: dict) -> None:
     if task == "classification":
         ok = isinstance(classes, list) and all(isinstance(c, str) for c in classes) and (
             len(classes) == n_out >= 2 or (n_out == 1 and len(classes) == 2))
-        if not ok:
-            raise fail("classes", f"a list of {max(n_out, 2)} class names (the model's "
-                       "outputs)", classes)
+        if not ok or len(set(classes)) != len(classes):
+            raise fail("classes", f"a list of {max(n_out, 2)} distinct class names (the "
+                       "model's outputs)", classes)
     elif classes != []:
         raise fail("classes", "[] for a regression model", classes)
     if not isinstance(info["data"], str):
