@@ -257,3 +257,12 @@ def test_sparse_nan_is_refused():
                        r"in sparse matrix of shape \(600, 6\)") as info:
         _fit(sparse.csr_matrix(X), y)
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [({"block_rows": 0}, "block_rows ≥ 1, got 0"),
+                                               ({"window_blocks": 0}, "window_blocks ≥ 1"),
+                                               ({"window_blocks": 1.5}, "window_blocks ≥ 1")])
+def test_rows_checks_its_sizes(kwargs, match, tmp_path):
+    X, _ = _data()
+    with pytest.raises(ValueError, match=match):
+        Rows(_memmap(X, tmp_path), **kwargs)

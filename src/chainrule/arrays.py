@@ -33,7 +33,8 @@ read per row: fine on a memmap or HDF5 file, a chunk read per row on a compresse
 store). The same ``rng`` seed gives the same order.
 
 Before the first update, ``fit`` reads a :class:`Rows` once, a window at a time, to check
-that every value is finite (and the targets' values); it never holds the whole array.
+that every value is finite (and the targets' values). It never holds the whole array, except
+when asked to: ``batch_size=None`` (batch gradient descent) makes all rows one batch.
 """
 
 from __future__ import annotations
@@ -160,7 +161,11 @@ class Rows:
         row_bytes = max(1, probe.dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64)))
         self.bounds = _block_bounds(data, self.stop, row_bytes, block_rows)
         block_bytes = row_bytes * max(1, self.stop // max(1, len(self.bounds) - 1))
-        self.window_blocks = int(window_blocks or max(1, WINDOW_BYTES // block_bytes))
+        if window_blocks is None:
+            window_blocks = max(1, WINDOW_BYTES // block_bytes)
+        if not (isinstance(window_blocks, (int, np.integer)) and window_blocks >= 1):
+            raise InputError(f"Rows expected window_blocks ≥ 1, got {window_blocks!r}")
+        self.window_blocks = int(window_blocks)
 
     # -- an array-like ---------------------------------------------------------------------
     @property
