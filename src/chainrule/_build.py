@@ -22,7 +22,7 @@ import inspect
 
 import numpy as np
 
-from ._rng import as_generator
+from ._rng import as_source
 from .errors import InputError
 from .layers import (
     BatchNorm,
@@ -101,7 +101,7 @@ def build_mlp(n_in: int, hidden, task: str, k: int, *, activation: str = "relu",
     """
     Activation, own_init = ACTIVATIONS[activation]
     init = init or own_init
-    rng = as_generator(rng)  # one stream for every module, even from an int seed
+    rng = as_source(rng)  # one stream for every module, even from an int seed
     modules, m = [], n_in
     for n in hidden:
         modules.append(Linear(m, n, init=init, rng=rng, dtype=dtype))
