@@ -7,8 +7,8 @@ What the notes say (Concepts 23 and 25), measured here with the same step size Î
   more progress per epoch than batch descent, and the loss jitters from step to step;
 - mini-batches (here 16) are "more accurate than SGD": much less step noise, and each step
   is a matrix product that NumPy does efficiently.
-SGD runs twice: over epochs (each row once per epoch, fit's default) and as the notes'
-pseudocode (6.6.2) has it, a random point each step (sampling="replacement").
+SGD runs twice: over epochs (each row once per epoch, fit's default) and as the
+pseudocode of the notes' 6.6.2 has it, a random point each step (sampling="replacement").
 The script checks each claim it prints, and names the batch size that got furthest: on this
 problem, at the full settings, the mini-batches rather than SGD, whose noise costs it more
 than its sixteen times as many steps bring.
