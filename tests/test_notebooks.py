@@ -44,7 +44,7 @@ def kernel_dir(tmp_path_factory):
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_runs(path, kernel_dir, monkeypatch):
+def test_notebook_runs(path, kernel_dir, tmp_path, monkeypatch):
     import nbformat
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
@@ -54,6 +54,9 @@ def test_notebook_runs(path, kernel_dir, monkeypatch):
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.setenv(name, "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # No user profile, startup files or history: the kernel sees only the notebook.
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
     notebook = nbformat.read(path, as_version=4)
     manager = KernelManager(kernel_name="chainrule-tests",
                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(kernel_dir)]))
