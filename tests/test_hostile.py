@@ -27,6 +27,7 @@ import chainrule as cr
 from cases import assert_same_weights, blobs, mlp
 from chainrule._files import container
 from chainrule.errors import ModelFileError
+from chainrule.serialization import save_checkpoint
 from test_serialization import decode, encode, signed
 
 SECONDS = 5.0  # every hostile input is refused within this, and within MEGABYTES
@@ -360,6 +361,16 @@ def test_a_header_longer_than_the_bound_is_refused_unread(tmp_path):
         f.write(n.to_bytes(8, "little"))
         f.truncate(8 + n)  # sparse: the bytes are never read
     assert_refused_quickly(path, "header length")
+
+
+@pytest.mark.parametrize("meta", [{"x": [0] * (container.MAX_JSON_VALUES + 1)},
+                                  {"x": "x" * (container.MAX_HEADER + 1)}],
+                         ids=["values", "bytes"])
+def test_save_refuses_a_header_beyond_what_load_reads(tmp_path, meta):
+    path = tmp_path / "big.safetensors"
+    with pytest.raises(cr.ChainruleError, match="header would be"):
+        save_checkpoint(path, mlp(), None, meta, {})
+    assert os.listdir(tmp_path) == []
 
 
 def test_bytes_past_the_declared_tensors_are_refused(tmp_path, with_es):

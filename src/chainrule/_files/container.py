@@ -43,9 +43,17 @@ def as_tensor(value, what: str) -> np.ndarray:
     return A
 
 
-def write(metadata: dict[str, str], tensors: dict[str, np.ndarray]) -> bytes:
-    """The bytes of a container holding ``tensors`` (C-contiguous) and ``metadata``."""
-    return safetensors.numpy.save(tensors, metadata=metadata)
+def write(metadata: dict[str, str], tensors: dict[str, np.ndarray], fail) -> bytes:
+    """The bytes of a container holding ``tensors`` (C-contiguous) and ``metadata``; a header
+    beyond what :func:`read_file` reads raises ``fail(problem)``."""
+    data = safetensors.numpy.save(tensors, metadata=metadata)
+    (n,) = struct.unpack("<Q", data[:8])
+    values = _json_values(data[8:8 + n])
+    if n > MAX_HEADER or values > MAX_JSON_VALUES:
+        raise fail(f"its header would be {n} bytes with about {values} JSON values, beyond the "
+                   f"{MAX_HEADER} bytes and {MAX_JSON_VALUES} values a file may have (a "
+                   "checkpoint's History of very many epochs?)")
+    return data
 
 
 def read_file(name: str, fail) -> tuple[dict[str, str], dict[str, np.ndarray]]:
@@ -108,7 +116,7 @@ def _check_regular(mode: int, fail) -> None:
 
 def _header(text: bytes, fail) -> dict:
     """The header's JSON object, parsed only if it is within :data:`MAX_JSON_VALUES`."""
-    values = text.count(b",") + text.count(b"[") + text.count(b"{")  # a bound on them
+    values = _json_values(text)
     if values > MAX_JSON_VALUES:
         raise fail(f"header holds more than {MAX_JSON_VALUES} JSON values (about {values}): "
                    "far more than any model file")
@@ -116,6 +124,13 @@ def _header(text: bytes, fail) -> dict:
     if not isinstance(header, dict):
         raise fail("header is not a JSON object")
     return header
+
+
+def _json_values(text: bytes) -> int:
+    """A bound on the number of values parsing JSON ``text`` makes, counted without parsing
+    it: its commas (every item of a list or object but the first follows one) and its opened
+    lists and objects."""
+    return text.count(b",") + text.count(b"[") + text.count(b"{")
 
 
 def _tensor_bytes(header: dict, fail) -> int:

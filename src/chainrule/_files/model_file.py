@@ -71,7 +71,7 @@ def encode(model, optimizer=None, *, meta: str | None = None,
         metadata["meta"] = meta
     tensors.update(extra or {})
     metadata["sha256"] = digest(metadata, tensors)
-    return container.write(metadata, tensors)
+    return container.write(metadata, tensors, fail)
 
 
 class Contents(NamedTuple):
