@@ -16,6 +16,7 @@ import io
 import json
 import math
 import os
+import re
 import stat
 import sys
 import warnings
@@ -238,34 +239,61 @@ def _check_csv(path, label: str | None) -> list[str]:
         raise ChainruleError(f"{where}: expected UTF-8 text, got byte 0x{data[e.start]:02x} on "
                              f"line {line}") from None
     try:
-        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in r)]
+        reader = csv.reader(io.StringIO(text, newline=""))
+        header = next((r for r in reader if any(c.strip() for c in r)), None)
+        if header is None:
+            raise ChainruleError(f"{where}: expected a header row and data rows, got an empty "
+                                 "file")
+        header = [h.strip() for h in header]
+        li = header.index(label) if label in header else (
+            len(header) - 1 if label is None else None)
+        if li is not None:
+            _check_labels(where, reader, li, header[li])
     except csv.Error as e:
         raise ChainruleError(f"{where}: expected a CSV file, got {e}") from None
-    if not rows:
-        raise ChainruleError(f"{where}: expected a header row and data rows, got an empty file")
-    header = [h.strip() for h in rows[0]]
-    li = header.index(label) if label in header else len(header) - 1 if label is None else None
-    labels_numeric, non_finite = True, None
-    for r, row in enumerate(rows[1:], start=2):
-        for i, v in enumerate(row):
-            if ("e" in v or "E" in v or len(v) > 38) and i != li:  # the only ways past 3.4e38
-                x = _number(v)
-                if x is not None and math.isfinite(x) and abs(x) > _FLOAT32_MAX:
-                    column = header[i] if i < len(header) else f"#{i + 1}"
-                    raise ChainruleError(
-                        f"{where} line {r}, column {_short(column)}: expected a number within "
-                        f"float32's range (±{_FLOAT32_MAX:.4g}), got {_short(v.strip())}")
-        if li is not None and li < len(row) and labels_numeric:
-            x = _number(row[li])
-            if x is None:
-                labels_numeric = False  # class names: "inf" may be one
-            elif non_finite is None and not abs(x) <= _FLOAT32_MAX:
-                non_finite = (r, row[li].strip())
-    if labels_numeric and non_finite is not None:
-        raise ChainruleError(f"{where} line {non_finite[0]}: expected a finite number in the "
-                             f"label column {_short(header[li])} (within float32's range), "
-                             f"got {_short(non_finite[1])}")
+    _check_range(where, text, header, li)
     return header
+
+
+def _check_labels(where: str, reader, li: int, name: str) -> None:
+    """A label column of numbers holds finite float32 ones (one of names may be "inf")."""
+    non_finite = None
+    for row in reader:
+        if li < len(row):
+            x = _number(row[li])
+            if x is None and row[li].strip():
+                return  # class names
+            if x is not None and non_finite is None and not abs(x) <= _FLOAT32_MAX:
+                non_finite = (reader.line_num, row[li].strip())
+    if non_finite is not None:
+        raise ChainruleError(f"{where} line {non_finite[0]}: expected a finite number in the "
+                             f"label column {_short(name)} (within float32's range), "
+                             f"got {_short(non_finite[1])}")
+
+
+# The only numbers past float32's 3.4e38 have an exponent of 38 or more, or 39 digits.
+_HUGE = re.compile(r"[eE]\+?0*(?:3[89]|[4-9]\d|[1-9]\d\d+)|\d{39}")
+
+
+def _check_range(where: str, text: str, header: list[str], li: int | None) -> None:
+    """Every feature value fits in float32 (1e39 would become inf there): the few lines with
+    a candidate are found by a pattern, then their cells are read."""
+    seen = set()
+    for match in _HUGE.finditer(text):
+        start = text.rfind("\n", 0, match.start()) + 1
+        if start in seen:
+            continue
+        seen.add(start)
+        end = text.find("\n", match.end())
+        line = text[start:] if end < 0 else text[start:end]
+        for i, v in enumerate(next(csv.reader([line]), [])):
+            x = _number(v) if i != li else None
+            if x is not None and math.isfinite(x) and abs(x) > _FLOAT32_MAX:
+                column = header[i] if i < len(header) else f"#{i + 1}"
+                raise ChainruleError(
+                    f"{where} line {text.count(chr(10), 0, start) + 1}, column "
+                    f"{_short(column)}: expected a number within float32's range "
+                    f"(±{_FLOAT32_MAX:.4g}), got {_short(v.strip())}")
 
 
 def _number(v: str) -> float | None:
