@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
-from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from chainrule.sklearn import MLPClassifier
+pytest.importorskip("sklearn")
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.model_selection import GridSearchCV, RandomizedSearchCV  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+from chainrule.sklearn import MLPClassifier  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 
