@@ -292,3 +292,13 @@ def test_scripts_train_installs_what_the_report_draws_with():
         "project"]["optional-dependencies"]
     installed = [req for extra in extras for req in optional[extra]]
     assert any(req.startswith("matplotlib") for req in installed), extras
+
+
+def test_explain_section_states_explains_own_flags(tmp_path):
+    # The flags come from r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖ and explain's thresholds, so the report says
+    # so and shows the r of each layer.
+    path = tmp_path / "run.html"
+    write_report(path, **classification_run())
+    page = path.read_text(encoding="utf-8")
+    assert "r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖" in page and "r &lt; 0.001" in page and "r &gt; 100" in page
+    assert "10⁻⁶" not in page and "<th>r</th>" in page

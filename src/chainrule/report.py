@@ -242,17 +242,19 @@ def _explain(model, loss, data) -> str:
     intro = (f"<p>One forward and backward pass on the first {n} training rows (loss "
              f"{report.loss:.4g}), walking the chain rule from the loss back to layer 1 "
              f"(notes' Notation 16–17). The model is left as it was.{note} A row is "
-             "flagged <b>vanishing</b> when ‖∂L/∂Wˡ‖ is below 10⁻⁶ times the last layer's, "
-             "<b>exploding</b> above 10³ times it.</p>")
+             f"flagged by r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖, how the long chain rule of 6.7.3 grows or "
+             f"shrinks from the last layer back to this one: <b>vanishing</b> where r &lt; "
+             f"{report.vanishing_below:g}, <b>exploding</b> where r &gt; "
+             f"{report.exploding_above:g}.</p>")
     numbers = range(len(report.layers), 0, -1)
     rows, classes = [], []
     for number, layer, name in zip(numbers, report.layers, report.names):
         d = layer["dAdZ"]
-        rows.append([number, layer["path"], name, layer["norms"]["dLdW"],
-                     report.ratio(layer), "—" if d is None else d["mean"],
+        rows.append([number, layer["path"], name, layer["norms"]["dLdZ"], layer["r"],
+                     layer["norms"]["dLdW"], "—" if d is None else d["mean"],
                      "—" if d is None else f"{d['zero_fraction']:.0%}", layer["flag"] or ""])
         classes.append(layer["flag"] or "")
-    summary = _table(["layer ℓ", "path", "modules", "‖∂L/∂Wˡ‖", "÷ last layer's",
+    summary = _table(["layer ℓ", "path", "modules", "‖∂L/∂Zˡ‖", "r", "‖∂L/∂Wˡ‖",
                       "mean f′(z)", "f′(z) = 0", "flag"], rows, classes, css="layers")
     details = []
     for number, layer, name in zip(numbers, report.layers, report.names):
