@@ -371,3 +371,14 @@ def test_a_failed_write_names_the_file(trained, tmp_path):
     assert result.stderr.count("\n") == 1 and str(out) in result.stderr, result.stderr
     assert "File too large" in result.stderr and not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []  # nor a temporary file
+
+
+@pytest.mark.parametrize("change", [_set("features", ["a"]), _set("y_scale", [0, 0]),
+                                    lambda cli, t: t.update(__meta__={"cli": [1, "a"]})],
+                         ids=["features", "y-scale", "cli-a-list"])
+def test_forged_cli_metadata_is_refused_by_export_too(trained, tmp_path, capsys, change):
+    pytest.importorskip("onnx")
+    forged = tmp_path / "forged.safetensors"
+    _forge(trained[1], forged, change)
+    one_line_error(["export", str(forged), "--onnx", str(tmp_path / "m.onnx")], capsys, forged)
+    assert not (tmp_path / "m.onnx").exists()

@@ -425,9 +425,10 @@ def _check_info(path, model, info: dict, tensors: dict) -> None:
         return ChainruleError(f"{path}: metadata 'cli.{field}' expected {expected}, "
                               f"got {_short(got)}")
 
-    if sorted(info) != sorted(_INFO):
-        raise ChainruleError(f"{path}: metadata 'cli' expected keys {list(_INFO)}, got "
-                             f"{_short(sorted(info))}")
+    if not isinstance(info, dict) or sorted(info) != sorted(_INFO):
+        got = f"keys {_short(sorted(info))}" if isinstance(info, dict) else _short(info)
+        raise ChainruleError(f"{path}: metadata 'cli' expected an object with keys "
+                             f"{list(_INFO)}, got {got}")
     W = [p.data for p in model.parameters() if p.name == "W"]
     if not W:
         raise ChainruleError(f"{path}: expected a model with a Linear layer, got none")
