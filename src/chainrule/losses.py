@@ -24,6 +24,7 @@ import functools
 
 import numpy as np
 
+from . import kernels
 from ._validate import check_finite
 from .arrays import check_sample_weight
 from .errors import InputError
@@ -274,6 +275,7 @@ class NLLM(Loss):
             return G
         return -Y / np.maximum(A, eps)
 
+    @kernels.compiled
     def fused_backward(self):
         A, Y = self.A, self.Y
         if Y.ndim == 1:

@@ -157,7 +157,7 @@ class Optimizer:
         whether the new weights are all finite when the kernel tells, else None."""
         if self.weight_decay:  # J = J_loss + λ‖W‖²: g ← g + 2λW, for weights W only
             g = g + (2 * self.weight_decay) * (decay * W)
-        kernel = kernels.find(self, W, g, state, out)
+        kernel = kernels.find(self, "_update", W, g, writes=(out, *state.values()))
         if kernel is not None:
             return kernel(self, W, g, state, eta, out)
         if out is not W:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from .._validate import check_float, check_matrix
 from ..module import Module
 
@@ -47,11 +48,13 @@ class ReLU(Module):
     f(NaN) = NaN.
     """
 
+    @kernels.compiled
     def forward(self, Z):
         Z = _float(Z)
         self.mask = Z >= 0  # step(Z)
         return np.maximum(Z, 0)
 
+    @kernels.compiled
     def backward(self, dLdA):
         return dLdA * self.mask
 
@@ -118,6 +121,7 @@ class Softmax(Module):
     ``Sequential.backward_from`` skips this and uses the fused ``dLdZ = (A − Y)/n``.
     """
 
+    @kernels.compiled
     def forward(self, Z):
         if Z.ndim != 2:  # rows are samples; say so instead of NumPy's axis error
             check_matrix(repr(self), Z)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from .._rng import as_source
 from .._validate import check_dtype, check_matrix, check_positive_int
 from ..errors import InputError
@@ -87,6 +88,7 @@ class Linear(Module):
         self.backward_params(dLdZ)  # dLdW and dLdW0
         return dLdZ @ self.W.data.T
 
+    @kernels.compiled
     def backward_params(self, dLdZ: np.ndarray) -> None:
         """``dLdW`` and ``dLdW0`` only (``backward`` without ``dLdA_prev``): all that a first
         layer, whose input is the data, needs. Both are written into the existing ``.grad``
