@@ -318,6 +318,7 @@ FORGED_CLI = [
     ("y-scale-short", _set("y_scale", [1]), "cli.y_scale"),
     ("y-scale-zero", _set("y_scale", [0, 0]), "cli.y_scale"),
     ("y-scale-nan", _set("y_scale", [float("nan"), 1]), "cli.y_scale"),
+    ("y-scale-huge", _set("y_scale", [0, 1e308]), "cli.y_scale"),
     ("missing-key", lambda cli, t: cli.pop("features"), "metadata 'cli'"),
     ("extra-key", _set("code", "x"), "metadata 'cli'"),
     ("cli-not-object", lambda cli, t: t.update(__meta__={"cli": [1, 2]}), "train --save"),
@@ -382,3 +383,12 @@ def test_forged_cli_metadata_is_refused_by_export_too(trained, tmp_path, capsys,
     _forge(trained[1], forged, change)
     one_line_error(["export", str(forged), "--onnx", str(tmp_path / "m.onnx")], capsys, forged)
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_feature_scaling_that_overflows_exits_2(trained, tmp_path, capsys):
+    folder, model = trained
+    forged = tmp_path / "forged.safetensors"
+    _forge(model, forged, lambda cli, t: t.update(std=np.full(4, 1e-45, np.float32)))
+    for command in ("predict", "evaluate"):
+        err = one_line_error([command, str(forged), str(folder / "iris.csv")], capsys, forged)
+        assert "feature scaling" in err

@@ -457,9 +457,10 @@ def _check_info(path, model, info: dict, tensors: dict) -> None:
         raise fail("test_size", "a number in (0, 1)", info["test_size"])
     scale = info["y_scale"]
     if not (isinstance(scale, list) and len(scale) == 2
-            and all(type(v) in (int, float) and math.isfinite(v) for v in scale)
+            and all(type(v) in (int, float) and abs(v) <= _FLOAT32_MAX for v in scale)
             and scale[1] > 0):
-        raise fail("y_scale", "[mean, scale] with finite numbers, scale > 0", scale)
+        raise fail("y_scale", "[mean, scale], numbers within float32's range, scale > 0",
+                   scale)
     if sorted(tensors) not in ([], ["mean", "std"]):
         raise ChainruleError(f"{path}: expected tensors 'extra.mean' and 'extra.std' or none, "
                              f"got {_short(sorted(tensors))}")
@@ -527,14 +528,29 @@ def evaluate(args) -> int:
             if not np.isfinite(y).all():  # float32(None) is NaN: a label that is no number
                 raise ChainruleError(f"{args.data}: expected numbers in the label column "
                                      f"{_short(info['label'])} (a regression model)")
+    _finite_predictions(args.model, model, X, args.data or "its test split")
     _print_metrics(_metrics(data, model, X, y, info["y_scale"]))
     return 0
+
+
+def _finite_predictions(path, model, X, data) -> np.ndarray:
+    """``model.predict(X)``, which must be finite: a model file whose weights or feature
+    scaling turn ``data`` into NaN or inf is an error, not a column of nan."""
+    if not np.isfinite(X).all():
+        raise ChainruleError(f"{path}: expected a feature scaling (extra.mean, extra.std) that "
+                             f"keeps {data} finite, got NaN or inf")
+    A = model.predict(X)
+    if not np.isfinite(A).all():
+        raise ChainruleError(f"{path}: expected finite predictions for {data}, got NaN or inf "
+                             f"for {int((~np.isfinite(A)).any(axis=1).sum())} of {len(A)} rows "
+                             "(the model's weights or feature scaling overflow on them)")
+    return A
 
 
 def predict(args) -> int:
     model, info, tensors = _open(args.model)
     X, _ = _read_features(args.data, info, tensors, with_label=False)
-    A = model.predict(X)
+    A = _finite_predictions(args.model, model, X, args.data)
     if info["task"] == "classification":
         rows = [info["classes"][i] for i in class_indices(A)]
     else:
