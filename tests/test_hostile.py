@@ -439,12 +439,17 @@ def test_negative_squared_optimizer_state_is_refused(tmp_path):
 
 
 # -- temporary files: kill -9 mid-write, and the write after it --------------------------------
+# Writes a 4 MB model file again and again: encoded once, so that nearly all the time is spent
+# between creating the temporary file and renaming it, where a kill leaves one behind.
 WRITER = """
-import sys, numpy as np, chainrule as cr
+import sys, chainrule as cr
+from chainrule._files import model_file
+from chainrule.serialization import atomic_write_bytes
 model = cr.Sequential(cr.Linear(512, 1024, rng=0), cr.ReLU(), cr.Linear(1024, 512, rng=1))
+data = model_file.encode(model)
 print("ready", flush=True)
 while True:
-    cr.save(model, sys.argv[1])
+    atomic_write_bytes(sys.argv[1], data)
 """
 
 
