@@ -224,6 +224,7 @@ BAD_CSVS = {  # name -> (bytes, what the message says)
     "nan-label": (b"a,b,y\n1,2,0\n3,4,nan\n5,6,1\n7,8,0\n", "label column"),
     "overflowing-label": (b"a,b,y\n1,2,0\n3,4,1e39\n5,6,1\n7,8,0\n", "label column"),
     "unclosed-quote": (b'a,b,y\n1,2,"x\n', "too few"),
+    "stray-carriage-return": (b"a,b,y\n1,2,x\n1e39,3\rz,q\n", "columns"),
 }
 
 

@@ -286,7 +286,11 @@ def _check_range(where: str, text: str, header: list[str], li: int | None) -> No
         seen.add(start)
         end = text.find("\n", match.end())
         line = text[start:] if end < 0 else text[start:end]
-        for i, v in enumerate(next(csv.reader([line]), [])):
+        try:
+            cells = next(csv.reader([line]), [])
+        except csv.Error:  # a line the whole file's reading reports better (a stray \r, ...)
+            continue
+        for i, v in enumerate(cells):
             x = _number(v) if i != li else None
             if x is not None and math.isfinite(x) and abs(x) > _FLOAT32_MAX:
                 column = header[i] if i < len(header) else f"#{i + 1}"
