@@ -21,9 +21,9 @@ def test_kernels_were_built_where_required():
     # CHAINRULE_REQUIRE_KERNELS=1 so that a broken build cannot pass unnoticed.
     if os.environ.get("CHAINRULE_REQUIRE_KERNELS") != "1":
         pytest.skip("CHAINRULE_REQUIRE_KERNELS is not set")
-    assert kernels.available() == ["Adam._update", "Linear.backward_params",
-                                   "NLLM.fused_backward", "ReLU.backward", "ReLU.forward",
-                                   "Softmax.forward"]
+    assert kernels.available() == ["Adam._update", "Linear.backward_params", "Linear.forward",
+                                   "NLLM._sum", "NLLM.fused_backward", "ReLU.backward",
+                                   "ReLU.forward", "Softmax.forward"]
 
 
 def _run(on: bool, dtype, kind: str, **kwargs):
@@ -267,10 +267,11 @@ def test_linear_backward_params_kernel_gives_the_bits_of_the_plain_lines(dtype, 
     dLdZ = _special((rows, n), dtype) if special else rng.normal(size=(rows, n)).astype(dtype)
 
     def run():
-        layer = cr.Linear(m, n, rng=0, dtype=dtype)
-        layer.forward(A_prev)
+        layer = cr.Linear(m, n, rng=0, dtype=dtype, offsets="random")
+        Z = layer.forward(A_prev)
+        assert layer.A_prev is A_prev
         dLdA = layer.backward(dLdZ)
-        return layer.W.grad.copy(), layer.W0.grad.copy(), dLdA
+        return Z, layer.W.grad.copy(), layer.W0.grad.copy(), dLdA
 
     with np.errstate(invalid="ignore", over="ignore"):
         for a, b in zip(*_both(run), strict=True):
@@ -284,14 +285,17 @@ def test_linear_backward_params_kernel_gives_the_bits_of_the_plain_lines(dtype, 
 def test_nllm_fused_kernel_gives_the_bits_of_the_plain_lines(dtype, rows, k, reduction):
     rng = np.random.default_rng(4)
     A = cr.Softmax().forward(rng.normal(scale=5.0, size=(rows, k)).astype(dtype))
+    A[0, 0] = 0.0  # clipped to ε in the log
     y = rng.integers(0, k, rows)
+    y[0] = 0
 
     def run():
         loss = cr.NLLM(reduction=reduction)
-        loss(A, y)
-        return loss.fused_backward()
+        value = loss(A, y)
+        return np.float64(value), loss.picked, loss.fused_backward()
 
-    _assert_same_bits(*_both(run))
+    for a, b in zip(*_both(run), strict=True):
+        _assert_same_bits(a, b)
 
 
 @needs_layers
@@ -325,8 +329,9 @@ def test_each_layer_kernel_runs_by_default(monkeypatch):
     loss = cr.NLLM()
     loss(model(X), np.arange(8) % 3)
     model.backward_from(loss)
-    assert sorted(set(calls)) == ["Linear.backward_params", "NLLM.fused_backward",
-                                  "ReLU.backward", "ReLU.forward", "Softmax.forward"]
+    assert sorted(set(calls)) == ["Linear.backward_params", "Linear.forward", "NLLM._sum",
+                                  "NLLM.fused_backward", "ReLU.backward", "ReLU.forward",
+                                  "Softmax.forward"]
 
 
 @needs_layers
@@ -339,6 +344,11 @@ def test_layer_kernels_leave_what_they_cannot_take_to_the_plain_lines():
     np.testing.assert_array_equal(relu.forward(big_endian), [[0.0, 2.0]])
     with pytest.raises(cr.ChainruleError):
         cr.Softmax().forward(np.zeros(3, np.float32))  # the plain line's message, not C's
+    with pytest.raises(cr.ChainruleError, match="expected"):
+        cr.Linear(3, 2, rng=0)(np.zeros((4, 5), np.float32))
+    layer = cr.Linear(3, 2, rng=0)
+    np.testing.assert_array_equal(layer(np.ones((2, 3), np.float64)),  # cast, as plain
+                                  layer(np.ones((2, 3), np.float32)))
 
     class MyReLU(cr.ReLU):  # a subclass keeps its own lines, even when it only inherits
         pass

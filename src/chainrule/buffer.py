@@ -20,6 +20,7 @@ which offers the same methods one parameter at a time and undoes a step by copyi
 from __future__ import annotations
 
 import math
+import operator
 from contextlib import contextmanager
 
 import numpy as np
@@ -28,6 +29,8 @@ from ._validate import all_finite
 from .errors import InputError
 from .module import named_parameters
 from .parameter import Parameter
+
+_data, _grad = operator.attrgetter("data"), operator.attrgetter("grad")
 
 
 class ParameterBuffer:
@@ -88,8 +91,9 @@ class ParameterBuffer:
     def intact(self) -> bool:
         """Does every parameter still point into the buffer? (Anything may rebind a
         ``Parameter.data``; a deep copy of a model gets arrays of its own.)"""
-        return (all(p.data is v for p, v in zip(self.params, self._views))
-                and all(p.grad is v for p, v in zip(self.params, self._grad_views)))
+        params = self.params  # map over C functions: this runs in every step of fit
+        return (all(map(operator.is_, map(_data, params), self._views))
+                and all(map(operator.is_, map(_grad, params), self._grad_views)))
 
     def fits(self, params: list[Parameter]) -> bool:
         """Are ``params`` the buffer's own, in order, each of the shape and dtype it holds?"""
@@ -241,8 +245,8 @@ def grad_norms(grads: list[np.ndarray]) -> np.ndarray:
     One BLAS dot product per gradient, in its dtype; a float32 sum of squares that overflows
     is recomputed in float64, so that only a truly non-finite gradient has a non-finite norm.
     """
-    sums = np.array([np.vdot(g, g) for g in grads], dtype=np.float64)
-    if not math.isfinite(np.add.reduce(sums)):
+    sums = np.array(list(map(np.vdot, grads, grads)), dtype=np.float64)
+    if not math.isfinite(sum(sums.tolist())):  # a Python sum: cheaper than NumPy on a few
         for i in np.flatnonzero(~np.isfinite(sums)):
             g = grads[i].astype(np.float64)
             sums[i] = np.vdot(g, g)

@@ -252,6 +252,7 @@ class NLLM(Loss):
             )
         return Y.astype(np.intp, copy=False)
 
+    @kernels.compiled
     def _sum(self, A, Y):
         eps = _log_eps(A.dtype)
         if Y.ndim == 1:  # labels: Σⱼ yⱼ log aⱼ is log a_y, the entry of each row's label

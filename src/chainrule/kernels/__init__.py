@@ -42,7 +42,7 @@ try:
 except ImportError:
     _layers = None
 
-_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_F32, _F64, _INTP = np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.intp)
 _on = os.environ.get("CHAINRULE_KERNELS", "1") != "0"
 
 
@@ -152,6 +152,19 @@ def _softmax_forward(module, Z):
     return E
 
 
+def _linear_forward(module, A_prev):
+    """``Linear.forward``: NumPy's product ``A_prev @ W``, then ``+ W0`` in place, row by row
+    (``layers.c``), which saves NumPy's new array for the sum."""
+    W, W0 = module.W.data, module.W0.data
+    if (getattr(A_prev, "ndim", 0) != 2 or A_prev.shape[1] != module.m
+            or not _fits(A_prev, W, W0) or W0.shape != (1, W.shape[1])):
+        return NotImplemented
+    module.A_prev = A_prev
+    Z = np.matmul(A_prev, W)
+    _layers.add_row(Z, W0, W.shape[1], W.dtype is _F64)
+    return Z
+
+
 def _linear_backward_params(module, dLdZ):
     """``Linear.backward_params``: NumPy's product for ``dLdW``, and ``dLdW0 = Σ_rows dLdZ``
     row after row from 0 (the order of NumPy's sum over axis 0) in one pass (``layers.c``)."""
@@ -161,6 +174,19 @@ def _linear_backward_params(module, dLdZ):
     np.matmul(module.A_prev.T, dLdZ, out=module.W.grad)
     _layers.sum_rows(dLdZ, W0, dLdZ.shape[1], dLdZ.dtype == _F64)
     return None
+
+
+def _nllm_sum(loss, A, Y):
+    """``NLLM._sum`` for integer labels: the entries ``a_y`` of the labels, each at least
+    ε, and their flat indices, in one pass (``layers.c``); then NumPy's ``log`` and sum."""
+    if Y.ndim != 1 or Y.dtype is not _INTP or not _fits(A) or len(Y) != len(A):
+        return NotImplemented
+    rows, k = A.shape
+    picked, a_y = np.empty(rows, _INTP), np.empty(rows, A.dtype)
+    eps = 1e-7 if A.dtype is _F32 else 1e-15  # losses._log_eps
+    _layers.pick(A, k, Y, picked, a_y, eps, A.dtype is _F64)
+    loss.picked = picked
+    return -np.log(a_y).sum(dtype=np.float64)
 
 
 def _nllm_fused_backward(loss):
@@ -185,20 +211,22 @@ if _layers is not None:
         ("chainrule.layers.activations", "ReLU.forward"): _relu_forward,
         ("chainrule.layers.activations", "ReLU.backward"): _relu_backward,
         ("chainrule.layers.activations", "Softmax.forward"): _softmax_forward,
+        ("chainrule.layers.linear", "Linear.forward"): _linear_forward,
         ("chainrule.layers.linear", "Linear.backward_params"): _linear_backward_params,
+        ("chainrule.losses", "NLLM._sum"): _nllm_sum,
         ("chainrule.losses", "NLLM.fused_backward"): _nllm_fused_backward,
     })
 
 _chosen: dict = {}  # (class, method name) -> kernel or None, as _KERNELS answers
+_UNSEEN = object()
 
 
 def _kernel_for(cls: type, method: str):
-    try:
-        return _chosen[cls, method]
-    except KeyError:
+    kernel = _chosen.get((cls, method), _UNSEEN)
+    if kernel is _UNSEEN:
         kernel = _chosen[cls, method] = _KERNELS.get(
             (cls.__module__, f"{cls.__qualname__}.{method}"))
-        return kernel
+    return kernel
 
 
 def find(owner, method: str, *arrays: np.ndarray, writes: tuple = ()):
@@ -213,8 +241,9 @@ def find(owner, method: str, *arrays: np.ndarray, writes: tuple = ()):
     kernel = _kernel_for(type(owner), method)
     if kernel is None or not _fits(*arrays, *writes):
         return None
-    if not all(a.flags.writeable for a in writes):
-        return None
+    for a in writes:
+        if not a.flags.writeable:
+            return None
     return kernel
 
 
@@ -226,8 +255,10 @@ def compiled(method):
 
     @functools.wraps(method)
     def run(self, *args):
-        if _on:
-            kernel = _kernel_for(type(self), name)
+        if _on:  # _kernel_for, inlined: this runs several times in every step
+            kernel = _chosen.get((type(self), name), _UNSEEN)
+            if kernel is _UNSEEN:
+                kernel = _kernel_for(type(self), name)
             if kernel is not None:
                 result = kernel(self, *args)
                 if result is not NotImplemented:

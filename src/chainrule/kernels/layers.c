@@ -7,6 +7,8 @@
  *     shift_rows      E = Z − max of each row               (before NumPy's exp)
  *     sum_rows        dLdW0 = Σ_rows dLdZ, rows in order from 0 (NumPy's order over axis 0)
  *     nllm_grad       G = (A − Y) · scale, Y one-hot from flat indices i·k + yᵢ
+ *     add_row         Z = Z + W0, each row (after NumPy's A_prev @ W)
+ *     pick            a_y = max(A[i, yᵢ], eps) and the flat indices i·k + yᵢ (before NumPy's log)
  *
  * NumPy spends about a microsecond on each call on small batches, and most of a small
  * network's step is such calls; these do one call where NumPy makes two to five.
@@ -93,6 +95,31 @@ SUM_ROWS(sum_rows_d, double)
     }
 NLLM_GRAD(nllm_grad_f, float)
 NLLM_GRAD(nllm_grad_d, double)
+
+#define ADD_ROW(NAME, T)                                                                  \
+    CLONES static void NAME(Py_ssize_t rows, Py_ssize_t k, T *restrict Z,                  \
+                            const T *restrict row) {                                      \
+        for (Py_ssize_t r = 0; r < rows; r++)                                             \
+            for (Py_ssize_t j = 0; j < k; j++)                                            \
+                Z[r * k + j] = Z[r * k + j] + row[j];                                     \
+    }
+ADD_ROW(add_row_f, float)
+ADD_ROW(add_row_d, double)
+
+/* a_y = max(A[i, yᵢ], eps) and picked = i·k + yᵢ, for labels y in 0..k-1 */
+#define PICK(NAME, T)                                                                     \
+    static void NAME(Py_ssize_t rows, Py_ssize_t k, const T *restrict A,                  \
+                     const Py_ssize_t *restrict y, Py_ssize_t *restrict picked,           \
+                     T *restrict a_y, T eps) {                                            \
+        for (Py_ssize_t r = 0; r < rows; r++) {                                           \
+            Py_ssize_t i = r * k + y[r];                                                  \
+            T a = A[i];                                                                   \
+            picked[r] = i;                                                                \
+            a_y[r] = ((a > eps) | (a != a)) ? a : eps; /* np.maximum(a, eps) */           \
+        }                                                                                 \
+    }
+PICK(pick_f, float)
+PICK(pick_d, double)
 
 static int equal_lengths(Py_buffer *a, Py_buffer *b, Py_ssize_t a_item, Py_ssize_t b_item) {
     if (a->len % a_item || b->len % b_item || a->len / a_item != b->len / b_item) {
@@ -221,12 +248,66 @@ static PyObject *nllm_grad(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* add_row(Z, row, k, is_double): Z (rows of k values) += row, in place */
+static PyObject *add_row(PyObject *self, PyObject *args) {
+    Py_buffer Z, row;
+    Py_ssize_t k;
+    int is_double;
+    if (!PyArg_ParseTuple(args, "w*y*np", &Z, &row, &k, &is_double))
+        return NULL;
+    Py_ssize_t size = is_double ? 8 : 4;
+    Py_ssize_t n = Z.len / size;
+    if (k < 1 || Z.len % size || n % k || row.len != k * size)
+        PyErr_SetString(PyExc_ValueError, "add_row expected whole rows of k values, a row of k");
+    else if (is_double)
+        add_row_d(n / k, k, Z.buf, row.buf);
+    else
+        add_row_f(n / k, k, Z.buf, row.buf);
+    PyBuffer_Release(&Z);
+    PyBuffer_Release(&row);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+/* pick(A, k, y, picked, a_y, eps, is_double): y and picked intp, one per row of A */
+static PyObject *pick(PyObject *self, PyObject *args) {
+    Py_buffer A, y, picked, a_y;
+    Py_ssize_t k;
+    double eps;
+    int is_double;
+    if (!PyArg_ParseTuple(args, "y*ny*w*w*dp", &A, &k, &y, &picked, &a_y, &eps, &is_double))
+        return NULL;
+    Py_ssize_t size = is_double ? 8 : 4, isize = (Py_ssize_t)sizeof(Py_ssize_t);
+    Py_ssize_t rows = y.len / isize;
+    int ok = k >= 1 && y.len % isize == 0 && A.len == rows * k * size &&
+             picked.len == y.len && a_y.len == rows * size;
+    const Py_ssize_t *labels = y.buf;
+    for (Py_ssize_t r = 0; ok && r < rows; r++)
+        ok = labels[r] >= 0 && labels[r] < k;
+    if (!ok)
+        PyErr_SetString(PyExc_ValueError, "pick expected labels in 0..k-1, one per row of A");
+    else if (is_double)
+        pick_d(rows, k, A.buf, labels, picked.buf, a_y.buf, eps);
+    else
+        pick_f(rows, k, A.buf, labels, picked.buf, a_y.buf, (float)eps);
+    PyBuffer_Release(&A);
+    PyBuffer_Release(&y);
+    PyBuffer_Release(&picked);
+    PyBuffer_Release(&a_y);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"relu_forward", relu_forward, METH_VARARGS, "mask = Z >= 0; A = max(Z, 0)."},
     {"relu_backward", relu_backward, METH_VARARGS, "dLdZ = dLdA * mask."},
     {"shift_rows", shift_rows, METH_VARARGS, "E = Z - the maximum of each row."},
     {"sum_rows", sum_rows, METH_VARARGS, "The sum of the rows, in order."},
     {"nllm_grad", nllm_grad, METH_VARARGS, "(A - Y) * scale with Y one-hot."},
+    {"add_row", add_row, METH_VARARGS, "Z += row, for each row of Z."},
+    {"pick", pick, METH_VARARGS, "a_y = max(A[i, y_i], eps) and the flat indices."},
     {NULL, NULL, 0, NULL},
 };
 

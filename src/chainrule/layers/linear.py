@@ -75,6 +75,7 @@ class Linear(Module):
             self.W0 = Parameter(draw(m, n, init, rng, (1, n), dtype), "W0")
         self.A_prev = None
 
+    @kernels.compiled
     def forward(self, A_prev: np.ndarray) -> np.ndarray:
         if getattr(A_prev, "ndim", 0) != 2 or A_prev.shape[1] != self.m:
             check_matrix(repr(self), A_prev, self.m)
