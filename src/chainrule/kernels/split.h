@@ -4,9 +4,10 @@
  *
  * The helper is started on the first pass long enough to split (a pthread, never pinned to
  * a CPU) and then sleeps on a condition variable between passes, so that it takes no CPU
- * from BLAS's threads while the matrix products run. The caller asks for two threads only
- * within the BLAS thread limit (chainrule.kernels reads it); one caller at a time gets the
- * helper (another runs its pass alone), and a process forked from this one starts anew.
+ * from BLAS's threads while the matrix products run. Whichever thread gets to the second
+ * half first does it. The caller asks for two threads only within the BLAS thread limit
+ * (chainrule.kernels reads it); one caller at a time gets the helper (another runs its pass
+ * alone), and a process forked from this one starts anew.
  */
 #ifndef CHAINRULE_SPLIT_H
 #define CHAINRULE_SPLIT_H
@@ -25,12 +26,18 @@ static struct {
     pthread_mutex_t lock;  /* guards `work` and the condition variable */
     pthread_cond_t wake;
     int started, work;
-    atomic_int done;
+    atomic_int claimed;    /* the second half was taken: by the helper, or by the caller */
+    atomic_int done;       /* the helper has finished the second half */
     split_part part;
     void *args;
     Py_ssize_t start, end;
     int flag;
 } split_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER};
+
+static int split_claim(void) {
+    int expected = 0;
+    return atomic_compare_exchange_strong(&split_pool.claimed, &expected, 1);
+}
 
 static void *split_helper(void *unused) {
     (void)unused;
@@ -40,8 +47,10 @@ static void *split_helper(void *unused) {
             pthread_cond_wait(&split_pool.wake, &split_pool.lock);
         split_pool.work = 0;
         pthread_mutex_unlock(&split_pool.lock);
-        split_pool.flag = split_pool.part(split_pool.args, split_pool.start, split_pool.end);
-        atomic_store_explicit(&split_pool.done, 1, memory_order_release);
+        if (split_claim()) { /* else the caller got there first and does it itself */
+            split_pool.flag = split_pool.part(split_pool.args, split_pool.start, split_pool.end);
+            atomic_store_explicit(&split_pool.done, 1, memory_order_release);
+        }
         pthread_mutex_lock(&split_pool.lock);
     }
     return NULL;
@@ -73,7 +82,10 @@ static int split_start(void) {
 }
 
 /* Run part over [0, n): split in two at a multiple of `align` elements when `threads` >= 2
- * and n >= `min_split`, else on this thread alone. Call without the GIL. */
+ * and n >= `min_split`, else on this thread alone. The caller does the first half; if the
+ * helper has not begun the second by then (it may not have a CPU: other processes are
+ * running), the caller takes that too, so a busy machine costs no more than one thread.
+ * Call without the GIL. */
 static int split_run(split_part part, void *args, Py_ssize_t n, int threads,
                      Py_ssize_t min_split, Py_ssize_t align) {
     if (threads < 2 || n < min_split || pthread_mutex_trylock(&split_pool.busy) != 0)
@@ -88,15 +100,21 @@ static int split_run(split_part part, void *args, Py_ssize_t n, int threads,
     split_pool.start = half;
     split_pool.end = n;
     atomic_store_explicit(&split_pool.done, 0, memory_order_relaxed);
+    atomic_store_explicit(&split_pool.claimed, 0, memory_order_release);
     pthread_mutex_lock(&split_pool.lock);
     split_pool.work = 1;
     pthread_cond_signal(&split_pool.wake);
     pthread_mutex_unlock(&split_pool.lock);
     int flag = part(args, 0, half);
-    for (long spins = 0; !atomic_load_explicit(&split_pool.done, memory_order_acquire); spins++)
-        if (spins > 2000)
-            sched_yield(); /* the helper lost its CPU: let it have this one */
-    flag |= split_pool.flag;
+    if (split_claim()) {
+        flag |= part(args, half, n);
+    } else {
+        for (long spins = 0; !atomic_load_explicit(&split_pool.done, memory_order_acquire);
+             spins++)
+            if (spins > 2000)
+                sched_yield(); /* the helper lost its CPU: let it have this one */
+        flag |= split_pool.flag;
+    }
     pthread_mutex_unlock(&split_pool.busy);
     return flag;
 }
