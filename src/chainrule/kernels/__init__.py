@@ -119,12 +119,19 @@ def _fits(*arrays) -> bool:
     return True
 
 
+def _fits1(a) -> bool:
+    """:func:`_fits` for one array, without packing arguments (it runs several times in
+    every step)."""
+    dtype = a.dtype
+    return (dtype is _F32 or dtype is _F64) and a.flags.c_contiguous
+
+
 def _relu_forward(module, Z):
     """``ReLU.forward``: ``mask = Z ≥ 0`` and ``max(Z, 0)`` in one pass (``layers.c``)."""
-    if not _fits(Z):
+    if not _fits1(Z):
         return NotImplemented
     A, mask = np.empty_like(Z), np.empty(Z.shape, np.bool_)
-    _layers.relu_forward(Z, A, mask, Z.dtype == _F64)
+    _layers.relu_forward(Z, A, mask, Z.dtype is _F64)
     module.mask = mask
     return A
 
@@ -132,20 +139,20 @@ def _relu_forward(module, Z):
 def _relu_backward(module, dLdA):
     """``ReLU.backward``: ``dLdA * mask`` (``layers.c``)."""
     mask = module.mask
-    if not _fits(dLdA) or mask.shape != dLdA.shape or not mask.flags.c_contiguous:
+    if not _fits1(dLdA) or mask.shape != dLdA.shape or not mask.flags.c_contiguous:
         return NotImplemented
     out = np.empty_like(dLdA)
-    _layers.relu_backward(dLdA, mask, out, dLdA.dtype == _F64)
+    _layers.relu_backward(dLdA, mask, out, dLdA.dtype is _F64)
     return out
 
 
 def _softmax_forward(module, Z):
     """``Softmax.forward``: ``Z − max`` of each row in one pass (``layers.c``), then NumPy's
     own ``exp`` and row sums, so that the bits are those of the plain lines."""
-    if getattr(Z, "ndim", 0) != 2 or not _fits(Z):
+    if getattr(Z, "ndim", 0) != 2 or not _fits1(Z):
         return NotImplemented
     E = np.empty_like(Z)
-    _layers.shift_rows(Z, E, Z.shape[1], Z.dtype == _F64)
+    _layers.shift_rows(Z, E, Z.shape[1], Z.dtype is _F64)
     np.exp(E, out=E)
     E /= E.sum(axis=1, keepdims=True)
     module.A = E
@@ -172,14 +179,14 @@ def _linear_backward_params(module, dLdZ):
     if not _fits(dLdZ, W0) or W0.shape != (1, dLdZ.shape[1]) or not W0.flags.writeable:
         return NotImplemented
     np.matmul(module.A_prev.T, dLdZ, out=module.W.grad)
-    _layers.sum_rows(dLdZ, W0, dLdZ.shape[1], dLdZ.dtype == _F64)
+    _layers.sum_rows(dLdZ, W0, dLdZ.shape[1], dLdZ.dtype is _F64)
     return None
 
 
 def _nllm_sum(loss, A, Y):
     """``NLLM._sum`` for integer labels: the entries ``a_y`` of the labels, each at least
     ε, and their flat indices, in one pass (``layers.c``); then NumPy's ``log`` and sum."""
-    if Y.ndim != 1 or Y.dtype is not _INTP or not _fits(A) or len(Y) != len(A):
+    if Y.ndim != 1 or Y.dtype is not _INTP or not _fits1(A) or len(Y) != len(A):
         return NotImplemented
     rows, k = A.shape
     picked, a_y = np.empty(rows, _INTP), np.empty(rows, A.dtype)
@@ -193,10 +200,10 @@ def _nllm_fused_backward(loss):
     """``NLLM.fused_backward`` for integer labels without sample weights: ``(A − Y)·scale``
     with Y one-hot, in one pass (``layers.c``)."""
     A, Y = loss.A, loss.Y
-    if Y.ndim != 1 or getattr(loss, "weights", None) is not None or not _fits(A):
+    if Y.ndim != 1 or getattr(loss, "weights", None) is not None or not _fits1(A):
         return NotImplemented
     G = np.empty_like(A)
-    _layers.nllm_grad(A, loss.picked, G, loss._scale(), A.dtype == _F64)
+    _layers.nllm_grad(A, loss.picked, G, loss._scale(), A.dtype is _F64)
     return G
 
 
