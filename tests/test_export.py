@@ -87,6 +87,48 @@ def test_onnx_graph_is_valid_and_runs_like_predict(case, dtype, tmp_path):
         np.testing.assert_array_equal(p.data, b)
 
 
+def test_onnx_every_module_runs_at_every_opset(tmp_path):
+    """Each opset ``to_onnx`` takes (13 to the installed onnx's newest), each module of
+    ``cases.MODULES`` and the notes' conventions, in float32 and float64: ONNX Runtime has a
+    kernel for every operator and gives ``predict``'s numbers."""
+    onnx = pytest.importorskip("onnx")
+    _ort()
+    drop, bn = _notes_options()
+    notes = cr.Sequential(cr.Linear(4, 4, rng=0, dtype=np.float64), bn, cr.LeakyReLU(0.1),
+                          drop)
+    models = [(cid, _model(case, dtype), case.n_in, dtype)
+              for case, cid in zip(MODULES, MODULE_IDS) for dtype in DTYPES]
+    models.append(("notes", notes, 4, np.float64))
+    X = {dtype: np.random.default_rng(5).normal(size=(6, 16)).astype(dtype) for dtype in DTYPES}
+    for opset in range(13, onnx.defs.onnx_opset_version() + 1):
+        for name, model, n_in, dtype in models:
+            path = tmp_path / f"{name}-{np.dtype(dtype).name}-{opset}.onnx"
+            to_onnx(model, path, opset=opset)
+            (A,) = _run_onnx(path, X[dtype][:, :n_in])
+            np.testing.assert_allclose(A, model.predict(X[dtype][:, :n_in]), **ONNX_TOL[dtype],
+                                       err_msg=f"{name} {np.dtype(dtype).name} opset {opset}")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_onnx_leaky_relu_is_chainrules_bit_for_bit(dtype, tmp_path):
+    """Behind an identity Linear (an exact product), the graph's LeakyReLU gives the bits of
+    chainrule's, subnormals and numbers near the dtype's range included."""
+    onnx = pytest.importorskip("onnx")
+    _ort()
+    front = cr.Linear(4, 4, rng=0, dtype=dtype)
+    front.W.data[...], front.W0.data[...] = np.eye(4), 0
+    model = cr.Sequential(front, cr.LeakyReLU(0.3))
+    tiny = np.finfo(dtype).smallest_subnormal
+    big = np.finfo(dtype).max / 2
+    X = np.array([[0.0, 1.0, tiny, -tiny], [big, -big, -1 / 3, 1 / 3],
+                  [1e-30, -1e-30, 2.5, -7.1]], dtype)
+    want = model.predict(X)
+    for opset in (13, 17, onnx.defs.onnx_opset_version()):
+        to_onnx(model, tmp_path / "m.onnx", opset=opset)
+        (A,) = _run_onnx(tmp_path / "m.onnx", X)
+        assert A.tobytes() == want.tobytes(), (opset, A, want)
+
+
 def test_onnx_a_parameterless_model_is_float32_with_open_width(tmp_path):
     _ort()
     to_onnx(cr.Sequential(cr.Tanh(), cr.Softmax()), tmp_path / "m.onnx")

@@ -11,7 +11,7 @@ chainrule          ONNX operators
                    as stored (initializers named by parameter path, ``modules.0.W``)
 ``Step``           ``GreaterOrEqual(Z, 0)`` cast to the dtype: 1 where z ≥ 0
 ``ReLU``,          ``Relu``, ``Sigmoid``, ``Tanh``, ``Identity``, ``LeakyRelu(alpha)``
-``Sigmoid``, ...   (``PRelu`` with slope alpha in float64: an attribute is float32)
+``Sigmoid``, ...   (in float64 ``Where(Z ≥ 0, Z, alpha·Z)``: an attribute is float32)
 ``Softmax``        ``Softmax(axis=1)``: over each row
 ``Dropout``        nothing (eval: identity); ``scaling="notes"``: ``Mul`` by 1 − p
 ``BatchNorm``      ``BatchNormalization`` with the running statistics and ``eps``;
@@ -233,8 +233,8 @@ class _Graph:
                 self.node(_ELEMENTWISE[cls], [self.A], f"{path}.A")
             elif cls is LeakyReLU and self.dtype == np.float32:
                 self.node("LeakyRelu", [self.A], f"{path}.A", alpha=float(m.alpha))
-            elif cls is LeakyReLU:  # an attribute is float32: PRelu's slope keeps alpha's bits
-                self.node("PRelu", [self.A, self.const(f"{path}.alpha", [m.alpha])], f"{path}.A")
+            elif cls is LeakyReLU:  # an attribute is float32: alpha as a float64 constant
+                self.leaky_relu(path, m)
             elif cls is Softmax:
                 self.node("Softmax", [self.A], f"{path}.A", axis=1)
             elif cls is Step:  # (Z ≥ 0) in Z's dtype
@@ -255,6 +255,15 @@ class _Graph:
         AW = self.node("MatMul", [self.A, W], f"{path}.AW")
         self.node("Add", [AW, W0], f"{path}.Z")  # Z = A_prev W + W0
         self.width = m.n
+
+    def leaky_relu(self, path: str, m: LeakyReLU) -> None:
+        """``Where(Z ≥ 0, Z, alpha·Z)``, bit for bit chainrule's ``Z · (1 or alpha)``. Not
+        ``PRelu``, which ONNX Runtime runs in float64 only at opsets 16 to 18."""
+        Z = self.A
+        nonnegative = self.node("GreaterOrEqual", [Z, self.const(f"{path}.zero", 0)],
+                                f"{path}.nonnegative")
+        alpha_Z = self.node("Mul", [Z, self.const(f"{path}.alpha", m.alpha)], f"{path}.alphaZ")
+        self.node("Where", [nonnegative, Z, alpha_Z], f"{path}.A")
 
     def batchnorm(self, path: str, m: BatchNorm) -> None:
         self.cast_to(m.G.data.dtype, path)
