@@ -341,6 +341,46 @@ def test_from_torch_refuses_what_it_cannot_translate(make, path, message):
         from_torch(make(torch.nn))
 
 
+@pytest.mark.parametrize("register, kind", [
+    (lambda m: m.register_forward_hook(lambda mod, args, out: out * 2), "forward hook"),
+    (lambda m: m.register_forward_pre_hook(lambda mod, args: (args[0] + 1,)),
+     "forward pre-hook"),
+    (lambda m: m.register_full_backward_hook(lambda mod, gin, gout: None), "backward hook"),
+    (lambda m: m.register_full_backward_pre_hook(lambda mod, gout: None),
+     "backward pre-hook"),
+])
+@pytest.mark.parametrize("where, path", [
+    (lambda net: net[1][0], "1.0"), (lambda net: net[0], "0"), (lambda net: net, "the model")])
+def test_from_torch_refuses_a_module_with_hooks(register, kind, where, path):
+    """A hook changes what the module computes (or its gradients); chainrule's modules have
+    none, so an import would compute something else."""
+    torch = _torch()
+    nn = torch.nn
+    net = nn.Sequential(nn.Linear(2, 3), nn.Sequential(nn.ReLU(), nn.Linear(3, 1)))
+    handle = register(where(net))
+    with pytest.raises(cr.ChainruleError, match=rf"from_torch cannot translate {path}, a "
+                                                rf"\S+ with a {kind}:"):
+        from_torch(net)
+    handle.remove()
+    assert isinstance(from_torch(net), cr.Sequential)
+
+
+@pytest.mark.parametrize("name, hook", [
+    ("register_module_forward_hook", lambda mod, args, out: out),
+    ("register_module_forward_pre_hook", lambda mod, args: None),
+    ("register_module_full_backward_hook", lambda mod, gin, gout: None),
+])
+def test_from_torch_refuses_while_a_global_hook_is_registered(name, hook):
+    torch = _torch()
+    handle = getattr(torch.nn.modules.module, name)(hook)
+    try:
+        with pytest.raises(cr.ChainruleError, match="while a global .*hook is registered"):
+            from_torch(torch.nn.Linear(2, 1))
+    finally:
+        handle.remove()
+    assert isinstance(from_torch(torch.nn.Linear(2, 1)), cr.Sequential)
+
+
 def test_to_torch_refuses_the_notes_conventions_torch_lacks():
     _torch()
     drop, bn = _notes_options()

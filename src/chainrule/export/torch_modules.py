@@ -26,7 +26,9 @@ Two settings of chainrule's have no ``torch.nn`` twin and are refused by ``to_to
 ``Dropout(scaling="notes")`` (torch's dropout is the inverted one) and
 ``BatchNorm(eps_inside="std")`` (``BatchNorm1d`` adds eps to the variance). ``from_torch``
 refuses ``BatchNorm1d`` without running statistics or with ``momentum=None`` (a cumulative
-average), which chainrule's ``BatchNorm`` does not do.
+average), which chainrule's ``BatchNorm`` does not do, and any module with forward, forward
+pre-, backward or backward pre-hooks (or while torch has such hooks registered globally):
+chainrule's modules have no hooks, so the import would compute something else.
 """
 
 from __future__ import annotations
@@ -188,7 +190,9 @@ def from_torch(module) -> Sequential:
     (4, 8)
     """
     import torch
+    _refuse_global_hooks()
     if type(module) is torch.nn.Sequential:
+        _refuse_hooks("the model", module)
         model = Sequential(*(_from_torch(str(name), m) for name, m in module.named_children()))
     else:
         model = Sequential(_from_torch("0", module))
@@ -196,9 +200,38 @@ def from_torch(module) -> Sequential:
     return model
 
 
+# hooks that change what a module computes or its gradients; chainrule's modules have none
+_HOOKS = {"_forward_pre_hooks": "forward pre-hook", "_forward_hooks": "forward hook",
+          "_backward_pre_hooks": "backward pre-hook", "_backward_hooks": "backward hook"}
+
+
+def _refuse_hooks(path: str, m) -> None:
+    """A module with hooks computes more than its class says: refuse it by path."""
+    found = [kind for attr, kind in _HOOKS.items() if getattr(m, attr, None)]
+    if found:
+        cls = type(m)
+        raise InputError(f"from_torch cannot translate {path}, a {cls.__module__}."
+                         f"{cls.__qualname__} with a {' and a '.join(found)}: the chainrule "
+                         "model would compute without it; expected a module without hooks "
+                         "(remove them with the handle register_*_hook returned)")
+
+
+def _refuse_global_hooks() -> None:
+    """torch.nn.modules.module's global hooks run around every module's forward."""
+    from torch.nn.modules import module as torch_module
+    found = [kind for attr, kind in _HOOKS.items()
+             if getattr(torch_module, f"_global{attr}", None)]
+    if found:
+        raise InputError(f"from_torch cannot translate a model while a global "
+                         f"{' and a '.join(found)} is registered (torch.nn.modules.module."
+                         "register_module_*_hook): the chainrule model would compute without "
+                         "it; remove it first")
+
+
 def _from_torch(path: str, m):
     import torch
     nn, cls = torch.nn, type(m)
+    _refuse_hooks(path, m)
     if cls is nn.Sequential:
         out = Sequential(*(_from_torch(f"{path}.{name}", s) for name, s in m.named_children()))
     elif cls is nn.Linear:
