@@ -182,7 +182,7 @@ class _BaseMLP(BaseEstimator):
                 return X, dtype
             y = check_array(y, ensure_2d=False, dtype=None if not y_checks.get("y_numeric")
                             else "numeric", input_name="y")
-            return X, (y if y_checks.get("multi_output") else _column(y)), dtype
+            return X, y, dtype
         sparse = is_sparse(X)
         # chainrule checks a sparse X's values itself: its error names what it got
         check = dict(dtype=_FLOATS, accept_sparse="csr", ensure_all_finite=not sparse)
@@ -261,6 +261,7 @@ class _BaseMLP(BaseEstimator):
             seed = int(self._rng.integers(np.iinfo(np.int32).max))
             splitter = StratifiedShuffleSplit(1, test_size=n_val, random_state=seed)
             train, val = next(splitter.split(np.zeros(n), stratify))
+
         def rows(idx):
             return tuple(None if A is None else A[idx] for A in (X, Y, w))
         return rows(train), rows(val)
@@ -296,11 +297,6 @@ class _BaseMLP(BaseEstimator):
             model.training = was
             for module, mode in zip(model.modules, modes):
                 module.train() if mode else module.eval()
-
-
-def _column(y: np.ndarray) -> np.ndarray:
-    """A column vector or 1-D ``y`` as 1-D; anything else unchanged (the caller checks)."""
-    return y.ravel() if y.ndim == 2 and y.shape[1] == 1 else y
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
