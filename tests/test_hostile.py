@@ -240,6 +240,46 @@ def test_a_forged_training_state_is_refused_naming_the_field(tmp_path, with_es, 
     assert len(message) < 1000
 
 
+def _optimizer_change(change):
+    def forge(valid: bytes) -> bytes:
+        metadata, tensors = decode(valid)
+        metadata.pop("sha256")
+        spec = json.loads(metadata["optimizer"])
+        change(spec, tensors)
+        metadata["optimizer"] = json.dumps(spec)
+        return signed(metadata, tensors)
+    return forge
+
+
+FORGED_OPTIMIZER = [
+    ("class-unknown", lambda o, t: o.update({"class": "Evil"}), "unknown optimizer class"),
+    ("t-negative", lambda o, t: o.update(t=-1), "wrong type"),
+    ("t-huge", lambda o, t: o.update(t=2**60), "wrong type"),
+    ("lr-string", lambda o, t: o["hyper"].update(lr="0.1"), "wrong type"),
+    ("lr-negative", lambda o, t: o["hyper"].update(lr=-1.0), "bad Adam state"),
+    ("beta-nan", lambda o, t: o["hyper"].update(beta1=math.nan), "bad Adam state"),
+    ("state-keys-short", lambda o, t: o["state_keys"].pop(), "parameters"),
+    ("state-key-unknown", lambda o, t: (o["state_keys"][0].append("evil"), t.update(
+        {"optimizer.state.0.evil": t["optimizer.state.0.exp_avg"]})), "bad Adam state"),
+    ("square-negative", lambda o, t: t.update({"optimizer.state.1.exp_avg_sq": -np.ones_like(
+        t["optimizer.state.1.exp_avg_sq"])}), "expected values ≥ 0"),
+    ("state-nan", lambda o, t: t["optimizer.state.2.exp_avg"].__setitem__((0, 0), np.nan),
+     "finite"),
+]
+
+
+@pytest.mark.parametrize("change, fragment", [c[1:] for c in FORGED_OPTIMIZER],
+                         ids=[c[0] for c in FORGED_OPTIMIZER])
+def test_a_forged_optimizer_in_a_checkpoint_is_refused_before_resume_runs(tmp_path, with_es,
+                                                                          change, fragment):
+    path = tmp_path / "forged.safetensors"
+    path.write_bytes(_optimizer_change(change)(with_es))
+    for read in (cr.load_optimizer, resume):
+        with pytest.raises(ModelFileError, match=fragment) as info:
+            read(path)
+        assert str(path) in str(info.value)
+
+
 def test_the_forged_cases_start_from_a_checkpoint_that_resumes(tmp_path, with_es):
     # Each forged case's error comes from its own change: the same file re-signed unchanged
     # resumes, and runs exactly the epochs left.
@@ -607,6 +647,29 @@ def test_keyboard_interrupt_while_the_checkpoint_is_written(tmp_path, monkeypatc
     monkeypatch.undo()
     _, resumed = resume(tmp_path / "ck.safetensors", epochs=2)
     assert resumed.epochs == 2  # the checkpoint of epoch 1 was written after all
+
+
+def test_keyboard_interrupt_in_a_step_undoes_that_step(tmp_path):
+    # The loss's 8th forward is epoch 1's 2nd step (epoch 0 took 5 and its validation 1):
+    # that step is undone, epoch 1 is recorded as far as it got (1 whole step), and the
+    # weights are those of a run stopped right after that step.
+    history = fit_with(tmp_path, loss=InterruptedLoss(8), es=False)
+    assert history.interrupted and history.epochs == 2
+
+    class StopAfter:
+        def on_step_end(self, step, logs):
+            if (logs["epoch"], step) == (1, 0):
+                raise KeyboardInterrupt
+
+    X, y = data()
+    weights = []
+    for loss, callbacks in ((InterruptedLoss(8), []), (cr.NLLM(), [StopAfter()])):
+        net = model()
+        cr.fit(net, loss, X, y, epochs=4, batch_size=8, validation_data=VALIDATION, rng=0,
+               progress=False, callbacks=callbacks)
+        weights.append([p.data.copy() for p in net.parameters()])
+    for a, b in zip(*weights, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_keyboard_interrupt_in_a_step_callback_keeps_whole_steps(tmp_path):
