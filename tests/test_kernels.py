@@ -107,7 +107,7 @@ def test_without_a_kernel_update_is_what_runs(name, monkeypatch):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adam_split_over_two_threads_gives_the_bits_of_one(dtype):
     rng = np.random.default_rng(5)
-    n = 3 * kernels.MIN_SPLIT + 37  # longer than the split needs, not a multiple of 64
+    n = 3 * 65536 + 37  # long enough to split (adam.c: ADAM_MIN_SPLIT), not a multiple of 64
     W, g = rng.normal(size=n).astype(dtype), rng.normal(size=n).astype(dtype)
     g[[5, n - 3]] = [1e30, -0.0]  # a huge gradient, a negative zero
     results = []
@@ -123,7 +123,7 @@ def test_adam_split_over_two_threads_gives_the_bits_of_one(dtype):
 
 @needs_adam
 def test_adam_split_reports_a_non_finite_weight_in_either_half():
-    n = 2 * kernels.MIN_SPLIT
+    n = 2 * 65536
     for bad in (3, n - 3):  # the calling thread's half, the helper's
         W, g = np.zeros(n, np.float32), np.ones(n, np.float32)
         W[bad] = np.inf
@@ -134,6 +134,7 @@ def test_adam_split_reports_a_non_finite_weight_in_either_half():
 @needs_adam
 def test_fit_with_a_split_adam_gives_the_bits_of_numpy(monkeypatch):
     monkeypatch.setattr(kernels, "helper_threads", lambda: 2)  # even with 1 BLAS thread
+    monkeypatch.setattr(kernels, "MIN_SPLIT", 65536)
     X = np.random.default_rng(0).normal(size=(96, 300)).astype(np.float32)
     y = np.arange(96) % 3
     runs = []
@@ -149,7 +150,7 @@ def test_fit_with_a_split_adam_gives_the_bits_of_numpy(monkeypatch):
 @needs_adam
 def test_a_forked_process_runs_the_split_pass():
     # The helper thread does not exist in a forked child: the child starts its own.
-    n = 2 * kernels.MIN_SPLIT
+    n = 2 * 65536
     arrays = [np.ones(n, np.float32) for _ in range(5)]
     assert kernels._adam.adam(*arrays, 0.9, 0.999, 1e-3, 1e-8, False, 2)  # helper started
     pid = os.fork()

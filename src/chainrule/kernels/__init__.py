@@ -55,8 +55,11 @@ _on = os.environ.get("CHAINRULE_KERNELS", "1") != "0"
 # two or more CPUs. A BLAS whose thread count cannot be read (not OpenBLAS, or not found)
 # gets one thread: the kernels then run exactly as single-threaded code.
 
-# Adam over fewer weights than this runs on one thread (see adam.c: ADAM_MIN_SPLIT).
-MIN_SPLIT = 65536
+# Adam over fewer weights than this runs on one thread. Measured with
+# benchmarks/adam_split.py on the shared 2-core machine (load average 4): two threads were
+# slower up to 1M weights (waking the helper there costs more than half a pass) and 1.45x
+# faster at 4M (3.6 -> 2.5 ms). Re-measure on a quiet machine before lowering it.
+MIN_SPLIT = 1 << 22
 
 _NAMES = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
           "openblas_get_num_threads64_", "openblas_get_num_threads")

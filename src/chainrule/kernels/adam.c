@@ -29,9 +29,8 @@
 #define CLONES
 #endif
 
-/* Below this many weights one thread is faster than waking the helper (measured on
- * mnist-b32's 235,146 weights and digits' 4,810). */
-#define ADAM_MIN_SPLIT 65536
+/* Never split a pass shorter than this; chainrule.kernels.MIN_SPLIT decides when to ask. */
+#define ADAM_MIN_SPLIT 4096
 
 typedef struct {
     const void *W, *g;
