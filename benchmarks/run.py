@@ -146,6 +146,7 @@ def environment(threads: int) -> dict:
         "chainrule_adam": ("one compiled pass (chainrule.kernels._adam)"
                            if importlib.util.find_spec("chainrule.kernels._adam") else
                            "NumPy (chainrule.kernels._adam was not built)"),
+        "chainrule_kernels": compiled_kernels(),
         "torch": version("torch"),
         "jax": version("jax"),
         "jax_adam": jax_adam_name(),
@@ -162,6 +163,14 @@ def environment(threads: int) -> dict:
                                                         "OMP_NUM_THREADS")},
         "load_average_start": os.getloadavg(),
     }
+
+
+def compiled_kernels() -> list[str]:
+    try:
+        from chainrule import kernels
+    except ImportError:
+        return []
+    return kernels.available() if kernels._on else []
 
 
 def jax_adam_name() -> str | None:
@@ -523,7 +532,8 @@ def markdown(report: dict) -> str:
             f"Python {env['python']}, NumPy {env['numpy']}, PyTorch {env['torch']} "
             f"(torch threads {env['torch_threads']}), JAX {env['jax']} ({env['jax_adam']}), "
             f"scikit-learn {env['sklearn']}, "
-            f"chainrule {env['chainrule']}; its Adam update: {env['chainrule_adam']}.", "",
+            f"chainrule {env['chainrule']}; its Adam update: {env['chainrule_adam']}; its "
+            f"compiled kernels: {', '.join(env['chainrule_kernels']) or 'none'}.", "",
             f"Thread pools: {pools}. CPUs this process ran on: {env['cpus']}.", "",
             "OpenBLAS/OpenMP variables: " + (", ".join(f"{k}={v}" for k, v in ob.items())
                                              if ob else "none set") + ".", ""]
