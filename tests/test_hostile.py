@@ -27,7 +27,7 @@ import chainrule as cr
 from cases import assert_same_weights, blobs, mlp
 from chainrule._files import container
 from chainrule.errors import ModelFileError
-from chainrule.serialization import save_checkpoint
+from chainrule.serialization import atomic_write_bytes, save_checkpoint
 from test_serialization import decode, encode, signed
 
 SECONDS = 5.0  # every hostile input is refused within this, and within MEGABYTES
@@ -731,3 +731,34 @@ def test_keyboard_interrupt_anywhere_else_in_the_loop_returns_the_history(tmp_pa
         pytest.fail("KeyboardInterrupt escaped fit")
     assert history.interrupted and history.epochs == 2
     assert any(not np.array_equal(a, p.data) for a, p in zip(before, net.parameters()))
+
+
+# -- writing to a link, a FIFO or a folder -----------------------------------------------------
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="needs symbolic links")
+def test_a_write_through_a_symbolic_link_keeps_the_link(tmp_path):
+    real, link = tmp_path / "real.safetensors", tmp_path / "link.safetensors"
+    cr.save(mlp(), real)
+    os.symlink(real, link)
+    cr.save(mlp((4, 2, 3)), link)
+    assert link.is_symlink() and cr.load(real).modules[0].W.data.shape == (4, 2)
+    assert sorted(os.listdir(tmp_path)) == ["link.safetensors", "real.safetensors"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_is_written_to_not_replaced(tmp_path):
+    # As a device (/dev/null, /dev/stdout) is: renaming over it would remove the device.
+    fifo = tmp_path / "out.safetensors"
+    os.mkfifo(fifo)
+    received = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    atomic_write_bytes(fifo, b"prediction\n1\n")
+    reader.join(SECONDS)
+    assert received == [b"prediction\n1\n"]
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.listdir(tmp_path) == [fifo.name]
+
+
+def test_a_write_to_a_folder_names_it(tmp_path):
+    with pytest.raises(IsADirectoryError) as info:
+        cr.save(mlp(), tmp_path)
+    assert info.value.filename == str(tmp_path) and os.listdir(tmp_path) == []

@@ -4,6 +4,7 @@ a file behind."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -58,9 +59,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     existing ``path`` is untouched. A process killed while writing cannot remove its own:
     the next write of the same ``path`` removes those whose process is no longer running.
     An ``OSError`` names ``path`` (not the temporary file).
+
+    A symbolic link is kept: the file it points to is the one replaced. A device or a FIFO
+    (``/dev/null``, ``/dev/stdout``) is not replaced but written to, as ``open`` would: it
+    holds no old file to keep, and renaming over it would remove the device itself.
     """
     path = fspath(path)
-    folder, base = os.path.split(os.path.abspath(path))
+    target = os.path.realpath(path)
+    if os.path.exists(target) and not os.path.isfile(target):
+        _write_special(target, path, data)
+        return
+    folder, base = os.path.split(target)
     _remove_stale_temporaries(folder, base)
     try:
         fd, tmp = _create_temporary(folder, base)
@@ -71,7 +80,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -80,6 +89,17 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
     with contextlib.suppress(OSError, AttributeError):  # make the rename durable (POSIX)
         _fsync_folder(folder)
+
+
+def _write_special(target: str, path: str, data: bytes) -> None:
+    """Write ``data`` into the existing non-regular file ``target`` (named ``path``)."""
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    try:
+        with open(target, "wb") as f:
+            f.write(data)
+    except OSError as e:
+        raise _naming(e, path) from None
 
 
 def _naming(e: OSError, path: str) -> OSError:
