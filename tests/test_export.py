@@ -11,6 +11,7 @@ missing.
 from __future__ import annotations
 
 import os
+import stat
 
 import numpy as np
 import pytest
@@ -633,13 +634,33 @@ def test_cli_export_takes_a_plain_model_file(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["export", "{model}"], "expected --onnx PATH, --torch PATH or both, got neither"),
     (["export", "{tmp}/none.safetensors", "--onnx", "{tmp}/m.onnx"], "No such file"),
-    (["export", "{model}", "--onnx", "{model}/m.onnx"], "does not exist"),
-    (["export", "{model}", "--torch", "{tmp}/no/m.pt"], "folder"),
-    (["export", "{model}", "--onnx", "{tmp}"], "Is a directory"),
+    (["export", "{model}", "--onnx", "{model}/m.onnx"], "m.safetensors is a file, not a folder"),
+    (["export", "{model}", "--onnx", "{model}/sub/m.onnx"], "m.safetensors is a file, not a "
+                                                           "folder"),
+    (["export", "{model}", "--torch", "{tmp}/no/m.pt"], "folder {tmp}/no does not exist"),
+    (["export", "{model}", "--onnx", "{tmp}"], "--onnx {tmp}: expected a file to write, got a "
+                                               "directory"),
+    (["export", "{model}", "--torch", "."], "--torch .: expected a file to write, got a "
+                                            "directory"),
+    (["export", "{model}", "--onnx", "{tmp}/fifo"], "expected a regular file to write, got a "
+                                                   "special file"),
+    # the model file itself, or both targets in one file: refused before anything is written
+    (["export", "{model}", "--onnx", "{model}"], "expected a path other than the model file"),
+    (["export", "{model}", "--torch", "{tmp}/../{tmpname}/m.safetensors"], "other than the "
+                                                                           "model file"),
+    (["export", "{model}", "--onnx", "{tmp}/m.onnx", "--torch", "{tmp}/./m.onnx"],
+     "--onnx {tmp}/m.onnx and --torch {tmp}/./m.onnx name the same file"),
     (["export", "{model}", "--onnx", "{tmp}/m.onnx", "--opset", "12"], "opset as an int"),
     (["export", "{model}", "--onnx", "{tmp}/m.onnx", "--opset", "x"], "invalid"),
     (["export", "{bad}", "--onnx", "{tmp}/m.onnx"], "bad.safetensors"),
     (["export", "{user}", "--torch", "{tmp}/m.pt"], "cannot write modules.1 (Step)"),
+    # the torch half refused: the ONNX half, which could be written, is not written either
+    (["export", "{user}", "--onnx", "{tmp}/m.onnx", "--torch", "{tmp}/m.pt"],
+     "cannot write modules.1 (Step)"),
+    (["export", "{bnstd}", "--onnx", "{tmp}/m.onnx", "--torch", "{tmp}/m.pt"],
+     "eps_inside='std'"),
+    (["export", "{dropnotes}", "--onnx", "{tmp}/m.onnx", "--torch", "{tmp}/m.pt"],
+     "scaling='notes'"),
     # train's metadata, broken: never exported as if the file had no scaling
     (["export", "{broken}", "--onnx", "{tmp}/m.onnx"], "metadata 'cli' expected"),
 ])
@@ -655,8 +676,15 @@ def test_cli_export_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, 
     broken = tmp_path / "broken.safetensors"
     save_checkpoint(broken, cr.Sequential(cr.Linear(2, 1, rng=0)), None,
                     {"cli": {"task": "regression"}}, {"mean": np.zeros(2), "std": np.ones(2)})
-    argv = [a.format(model=model, tmp=tmp_path, bad=bad, user=user, broken=broken)
-            for a in argv]
+    drop, bn = _notes_options()
+    bnstd, dropnotes = tmp_path / "bnstd.safetensors", tmp_path / "dropnotes.safetensors"
+    cr.save(cr.Sequential(cr.Linear(2, 4, rng=0, dtype=np.float64), bn), bnstd)
+    cr.save(cr.Sequential(cr.Linear(2, 2, rng=0), drop), dropnotes)
+    argv = [a.format(model=model, tmp=tmp_path, tmpname=tmp_path.name, bad=bad, user=user,
+                     broken=broken, bnstd=bnstd, dropnotes=dropnotes) for a in argv]
+    message = message.format(tmp=tmp_path)
+    os.mkfifo(tmp_path / "fifo")
+    model_bytes = model.read_bytes()
     try:
         code = main(argv)
     except SystemExit as e:  # argparse's own errors
@@ -665,6 +693,23 @@ def test_cli_export_bad_arguments_exit_2_with_one_line(argv, message, tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "m.pt").exists()
+    assert model.read_bytes() == model_bytes  # the input untouched
+    assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    assert stat.S_ISFIFO(os.stat(tmp_path / "fifo").st_mode)
+
+
+def test_cli_export_refuses_a_link_to_the_model_file(tmp_path, capsys):
+    """The same file under another name (a symbolic or a hard link) is still the model."""
+    from chainrule.cli import main
+    model = tmp_path / "m.safetensors"
+    cr.save(cr.Sequential(cr.Linear(2, 1, rng=0)), model)
+    before = model.read_bytes()
+    (tmp_path / "soft.onnx").symlink_to(model)
+    os.link(model, tmp_path / "hard.pt")
+    for flag, name in (("--onnx", "soft.onnx"), ("--torch", "hard.pt")):
+        assert main(["export", str(model), flag, str(tmp_path / name)]) == 2
+        assert "expected a path other than the model file" in capsys.readouterr().err
+    assert model.read_bytes() == before
 
 
 def test_the_export_page_runs(tmp_path, monkeypatch, capsys):

@@ -576,10 +576,7 @@ def export(args) -> int:
                if path]
     if not targets:
         raise ChainruleError("export expected --onnx PATH, --torch PATH or both, got neither")
-    for flag, path in targets:
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):  # say so before loading anything
-            raise ChainruleError(f"{flag} {path}: folder {folder} does not exist")
+    _check_targets(args.model, targets)  # say so before loading anything
     model, info, tensors = _open_any(args.model)
     around = {"standardise": (tensors["mean"], tensors["std"]) if "mean" in tensors else None}
     if info is not None and info["task"] == "regression":
@@ -588,21 +585,58 @@ def export(args) -> int:
     if info is not None and info["task"] == "classification":
         around["classes"] = info["classes"]
     from .export import onnx_graph, torch_file
+    files = []  # (path, bytes, what): both built before either is written
     try:
         if args.onnx:
             metadata = {} if info is None else {"features": json.dumps(info["features"]),
                                                 "task": info["task"]}
             proto = onnx_graph.model_proto(model, opset=args.opset, metadata=metadata,
                                            where="chainrule export --onnx", **around)
-            onnx_graph.write(proto, args.onnx)
-            print(f"wrote ONNX graph to {args.onnx}", file=sys.stderr)
+            files.append((args.onnx, proto.SerializeToString(), "ONNX graph"))
         if args.torch:
-            torch_file.save_torch(model, args.torch, **around)
-            print(f"wrote PyTorch weights and architecture to {args.torch}", file=sys.stderr)
+            files.append((args.torch, torch_file.torch_bytes(model, **around),
+                          "PyTorch weights and architecture"))
     except ModuleNotFoundError as e:  # onnx or torch, imported where they are needed
         raise ChainruleError(f"export needs the {e.name} package, which is not installed "
                              f"(pip install {e.name})") from None
+    from .serialization import atomic_write_bytes
+    for path, data, what in files:
+        atomic_write_bytes(path, data)
+        print(f"wrote {what} to {path}", file=sys.stderr)
     return 0
+
+
+def _check_targets(model_path, targets) -> None:
+    """Each ``(flag, path)`` export writes: a file in an existing folder, neither the model
+    file nor the other target (compared as files where they exist, else as resolved paths)."""
+    for i, (flag, path) in enumerate(targets):
+        if os.path.isdir(path):
+            raise ChainruleError(f"{flag} {path}: expected a file to write, got a directory")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            up = folder  # the nearest part of the path that exists: a file, or no folder
+            while not os.path.lexists(up) and os.path.dirname(up) != up:
+                up = os.path.dirname(up)
+            if os.path.lexists(up) and not os.path.isdir(up):
+                raise ChainruleError(f"{flag} {path}: {up} is a file, not a folder")
+            raise ChainruleError(f"{flag} {path}: folder {folder} does not exist")
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise ChainruleError(f"{flag} {path}: expected a regular file to write, got a "
+                                 "special file")
+        if _same_file(path, model_path):
+            raise ChainruleError(f"{flag} {path}: expected a path other than the model file "
+                                 f"{model_path}, which it would overwrite")
+        for other_flag, other in targets[:i]:
+            if _same_file(path, other):
+                raise ChainruleError(f"{other_flag} {other} and {flag} {path} name the same "
+                                     "file: expected two different paths")
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): the paths, resolved
+        return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
 
 
 def _open_any(path):

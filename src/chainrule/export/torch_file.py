@@ -46,9 +46,15 @@ def save_torch(model, path: str | os.PathLike, *, standardise=None, unstandardis
     ``standardise=(mean, std)`` and ``unstandardise=(mean, scale)`` are stored as
     ``input_*`` and ``target_*`` tensors, ``classes`` as a list of strings.
     """
-    import torch
-
     from ..serialization import atomic_write_bytes
+    atomic_write_bytes(path, torch_bytes(model, standardise=standardise,
+                                         unstandardise=unstandardise, classes=classes))
+
+
+def torch_bytes(model, *, standardise=None, unstandardise=None, classes=None) -> bytes:
+    """The bytes :func:`save_torch` writes: a model torch cannot take raises here, before
+    anything is written."""
+    import torch
 
     modules = leaves(model, "chainrule export --torch")
     net = torch.nn.Sequential(*(to_torch_module(path, m) for path, m in modules)).eval()
@@ -65,7 +71,7 @@ def save_torch(model, path: str | os.PathLike, *, standardise=None, unstandardis
         saved["classes"] = [str(c) for c in classes]
     buffer = io.BytesIO()
     torch.save(saved, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    return buffer.getvalue()
 
 
 def _spec(path: str, m) -> dict:
