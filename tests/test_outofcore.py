@@ -266,3 +266,15 @@ def test_rows_checks_its_sizes(kwargs, match, tmp_path):
     X, _ = _data()
     with pytest.raises(ValueError, match=match):
         Rows(_memmap(X, tmp_path), **kwargs)
+
+
+def test_a_run_over_many_windows_stopped_and_resumed_ends_as_the_run_never_stopped(tmp_path):
+    X, y = _data()
+    rows = Rows(_memmap(X, tmp_path), block_rows=50, window_blocks=3)
+    whole, h = _fit(rows, y, epochs=3)
+    path = tmp_path / "run.ckpt"
+    _fit(rows, y, epochs=1, checkpoint=path)
+    model, resumed = cr.resume(path, cr.NLLM(), rows, y, epochs=3, batch_size=32,
+                               progress=False)
+    _same((model, resumed), (whole, h))
+    assert h.history["loss"] != _fit(X, y, epochs=3)[1].history["loss"]  # not memory's order

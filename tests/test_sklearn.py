@@ -755,3 +755,12 @@ def test_a_memmap_trains_as_the_array_in_memory(Estimator, iris, tmp_path):
     assert np.array_equal(disk.predict(mm), memory.predict(X))
     with pytest.raises(ValueError, match="X has 3 features"):
         disk.predict(np.memmap(tmp_path / "X", dtype=np.float64, mode="r", shape=(150, 3)))
+
+
+def test_a_dask_array_is_read_a_chunk_at_a_time_by_fit_and_predict(iris):
+    da = pytest.importorskip("dask.array")
+    X, y = iris
+    Xd = da.from_array(X, chunks=(50, 4))
+    params = dict(hidden_layer_sizes=(8,), epochs=3, random_state=0)
+    lazy = MLPClassifier(**params).fit(Xd, y)
+    assert np.array_equal(lazy.predict(Xd), MLPClassifier(**params).fit(X, y).predict(X))
