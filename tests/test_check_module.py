@@ -32,9 +32,9 @@ def _load(name: str):
 tanh, linear, softmax_nllm, batchnorm = (_load(n) for n in
                                          ("tanh", "linear", "softmax_nllm", "batchnorm"))
 
-# Not seed 0: check_module's default dLdA is drawn with rng=0, and X = dLdA would make
-# A_prevᵀ dLdZ symmetric (a transposed square dLdW would pass unseen).
 X = np.random.default_rng(5).normal(size=(4, 3))
+# The exercises' own pattern: X from seed 0, the seed of check_module's default rng=0.
+X0 = np.random.default_rng(0).normal(size=(4, 3))
 P = np.random.default_rng(1).dirichlet(np.ones(3), size=4)  # softmax outputs, rows sum to 1
 ONEHOT = np.eye(3)[[0, 2, 1, 2]]
 
@@ -199,6 +199,12 @@ class TransposedSquare(LinearSolution):
         return dLdA_prev
 
 
+class ForgotToTransposeW(LinearSolution):
+    def backward(self, dLdZ):
+        super().backward(dLdZ)
+        return dLdZ @ self.W.data  # should be dLdZ @ W.T
+
+
 class Accumulates(LinearSolution):
     def backward(self, dLdZ):
         self.W.grad += self.A_prev.T @ dLdZ
@@ -275,6 +281,11 @@ MISTAKES = [
      ["your dLdW has shape (2, 3), expected (3, 2) (the shape of W): did you transpose?"]),
     ("transposed square dLdW", lambda: cr.check_module(TransposedSquare(3, 3), X),
      ["your dLdW does not match finite differences", "the transpose of the right one"]),
+    ("transposed square dLdW, X from seed 0", lambda: cr.check_module(TransposedSquare(3, 3), X0),
+     ["your dLdW does not match finite differences", "the transpose of the right one"]),
+    ("W not transposed in dL/dX", lambda: cr.check_module(ForgotToTransposeW(3, 3), X0),
+     ["your dL/dX (what backward returns) does not match finite differences",
+      "it is ∂L/∂Z W where it should be ∂L/∂Z Wᵀ: did you forget to transpose W?"]),
     ("accumulating grad", lambda: cr.check_module(Accumulates(3, 2), X),
      ["your backward adds to .grad (dLdW, dLdW0", "not +="]),
     ("missing 1/K", lambda: check_loss(NLLMWithoutMean(), P, ONEHOT),
@@ -349,3 +360,50 @@ def test_the_readme_quotes_real_sentences():
              check_loss(NLLMWithoutMean(), P, ONEHOT).problems[0]]
     assert [q.split(" (relative error")[0] for q in quoted] == \
         [f.split(" (relative error")[0] for f in found]
+
+
+# -- the default dLdA cannot be the caller's X, and a symmetric probe is replaced ----------------
+
+
+def test_the_default_dLdA_is_not_the_stream_of_the_seed():
+    # Regression: dLdA was default_rng(0).standard_normal(out.shape), equal to X0 itself, so
+    # A_prevᵀ dLdZ = X0ᵀ X0 was symmetric and hid a transposed dLdW.
+    report = cr.check_module(TransposedSquare(3, 3), X0, rng=0)
+    _only(report, "the transpose of the right one; did you transpose?")
+    for rng in (0, 7):
+        X = np.random.default_rng(rng).normal(size=(4, 3))
+        assert not cr.check_module(TransposedSquare(3, 3), X, rng=rng).ok
+
+
+def test_a_dLdA_that_makes_a_square_gradient_symmetric_is_followed_by_a_second():
+    # dLdA = X makes every A_prevᵀ dLdA symmetric: a second dLdA, drawn with rng, shows the
+    # transpose; a right module still passes, and the report says a second dLdA was used.
+    _only(cr.check_module(TransposedSquare(3, 3), X0, dLdA=X0),
+          "the transpose of the right one")
+    report = cr.check_module(LinearSolution(3, 3), X0, dLdA=X0)
+    assert report.ok, str(report)
+    assert "with a second dLdA" in report.passed[-1]
+    assert "second" not in cr.check_module(LinearSolution(3, 3), X0).passed[-1]
+
+
+@pytest.mark.parametrize("make", [lambda: BatchNormSolution(3),
+                                  lambda: cr.BatchNorm(3, dtype=np.float64),
+                                  lambda: cr.BatchNorm(3, eps_inside="std", dtype=np.float64)],
+                         ids=["exercise", "variance", "std"])
+def test_batchnorm_is_checked_to_full_precision_on_X_from_seed_0(make):
+    # With dLdA = X0, L = Σ X0 ∘ BN(X0) has a dL/dX near zero and its relative error was
+    # ~1e-5, close to failing; with a dLdA of its own it is round-off.
+    report = cr.check_module(make(), X0)
+    assert report.ok and max(report.errors.values()) < 1e-8, report.errors
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"gaussian": True}, {"wrap": True}],
+                         ids=["uniform", "gaussian", "wrapped"])
+def test_a_users_random_state_dropout_passes(kwargs):
+    # Regression: a RandomState held by the module was not put back between the forwards of
+    # the finite differences (nor of the overwrite check), so a right module was told its
+    # chain rule was wrong.
+    from test_gradients import RandomStateDropout
+    report = cr.check_module(RandomStateDropout(**kwargs), X0)
+    assert report.ok, str(report)
+    assert max(report.errors.values()) < 1e-8, report.errors

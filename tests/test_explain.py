@@ -398,3 +398,97 @@ def test_the_seeing_page_shows_the_real_output(capsys):
     for code, text in pairs:
         exec(compile(code, "docs/seeing.md", "exec"), namespace)  # noqa: S102
         assert capsys.readouterr().out.rstrip("\n") == text.rstrip("\n"), code
+
+
+# -- nested Sequentials, as chainrule.export.from_torch makes them -------------------------------
+
+
+def _nested():
+    """Two deep: ((Linear, ReLU), Linear, Tanh), Linear, Softmax."""
+    inner = cr.Sequential(cr.Linear(5, 7, rng=0), cr.ReLU())
+    return cr.Sequential(cr.Sequential(inner, cr.Linear(7, 6, rng=2), cr.Tanh()),
+                         cr.Linear(6, 3, rng=1), cr.Softmax())
+
+
+def test_nested_sequentials_are_walked_in_order():
+    # Regression: only the top level's modules were looked at, so every Linear inside an
+    # inner Sequential was skipped (the report had modules.1 alone).
+    X, y = _batch()
+    model = _nested()
+    report = explain(model, cr.NLLM(), X, y)
+    assert [layer["path"] for layer in report.layers] == [
+        "modules.1", "modules.0.modules.1", "modules.0.modules.0.modules.0"]
+    assert report.names == ["Linear(6, 3) → Softmax()", "Linear(7, 6) → Tanh()",
+                            "Linear(5, 7) → ReLU()"]
+    # The same numbers as the flat model, and the nested model's own gradients.
+    flat = cr.Sequential(cr.Linear(5, 7, rng=0), cr.ReLU(), cr.Linear(7, 6, rng=2), cr.Tanh(),
+                         cr.Linear(6, 3, rng=1), cr.Softmax())
+    for mine, theirs in zip(report.layers, explain(flat, cr.NLLM(), X, y).layers, strict=True):
+        assert mine["norms"] == pytest.approx(theirs["norms"], rel=1e-6)
+        assert mine["flag"] == theirs["flag"]
+    loss = cr.NLLM()
+    loss(model(X), y)
+    model.backward(loss.backward())  # the outer last module is Softmax: explain fuses, exactly
+    grads = dict(model.named_parameters())
+    for layer in report.layers:
+        np.testing.assert_allclose(layer["values"]["dLdW"], grads[layer["path"] + ".W"].grad,
+                                   rtol=1e-4, atol=1e-7)
+    assert "layer 1 (modules.0.modules.0.modules.0: Linear(5, 7) → ReLU())" in str(report)
+
+
+def test_a_model_from_torch_is_explained_layer_by_layer():
+    torch = pytest.importorskip("torch")
+    from chainrule.export import from_torch
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.ReLU()),
+                              torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh()),
+                              torch.nn.Linear(4, 3), torch.nn.Softmax(dim=1))
+    X, y = _batch()
+    report = explain(from_torch(net), cr.NLLM(), X, y)
+    assert [layer["path"] for layer in report.layers] == [
+        "modules.2", "modules.1.modules.0", "modules.0.modules.0"]
+
+
+# -- a last layer whose gradient is exactly zero, and strict JSON ----------------------------------
+
+
+def _flat_at_target():
+    """A model whose output is exactly 0 (last W, W0 zero): with Y = 0, ∂L/∂Zᴸ = 0."""
+    model = cr.Sequential(cr.Linear(5, 4, rng=0, dtype=F64), cr.Tanh(),
+                          cr.Linear(4, 1, rng=1, dtype=F64))
+    model.modules[2].W.data[:] = 0.0
+    return model
+
+
+def test_a_zero_last_gradient_is_said_and_r_is_undefined():
+    # Regression: r was NaN for every layer, nothing was said, and to_dict held NaN.
+    X, _ = _batch()
+    report = explain(_flat_at_target(), cr.SquareLoss(), X, np.zeros((len(X), 1)))
+    assert report.zero_gradient
+    assert all(np.isnan(layer["r"]) and layer["flag"] is None for layer in report.layers)
+    text = str(report)
+    assert ("‖∂L/∂Zᴸ‖ = 0: the last layer's gradient is exactly zero on this batch" in text
+            and "no gradient flows back to any layer; r is undefined" in text)
+    summary = text.splitlines()[-2:]
+    assert all("undefined" in row and "nan" not in row for row in summary), summary
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["zero_gradient"] is True
+    assert [layer["r"] for layer in data["layers"]] == [None, None]
+    # A usual batch: r defined, zero_gradient false, to_dict as before.
+    report = explain(_flat_at_target(), cr.SquareLoss(), X, np.ones((len(X), 1)))
+    assert not report.zero_gradient and report.layers[0]["r"] == 1.0
+    assert report.to_dict()["layers"][0]["r"] == 1.0 and "undefined" not in str(report)
+
+
+def test_to_dict_is_strict_json_with_infinite_values():
+    # A float32 Z that overflows to inf: its norm and values are inf; to_dict says None.
+    model = cr.Sequential(cr.Linear(5, 2, rng=0), cr.Tanh(), cr.Linear(2, 1, rng=1))
+    model.modules[0].W.data[:] = 1e30
+    X = np.full((3, 5), 1e10)
+    with np.errstate(over="ignore", invalid="ignore"):
+        report = explain(model, cr.SquareLoss(), X, np.zeros((3, 1)))
+    assert np.isinf(report.layers[1]["norms"]["Z"])
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    first = data["layers"][1]
+    assert first["norms"]["Z"] is None and first["values"]["Z"][0][0] is None
+    assert first["values"]["A_prev"][0][0] == 1e10 and first["shapes"]["Z"] == [3, 2]

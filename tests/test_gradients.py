@@ -554,3 +554,61 @@ def test_gradcheck_report_properties():
 def test_gradcheck_rejects_a_bad_eps(eps):
     with pytest.raises(InputError, match="eps"):
         cr.gradcheck(cr.Identity(), cr.SquareLoss(), _X, _X, eps=eps)
+
+
+class RandomStateDropout(cr.Module):
+    """A user's inverted dropout drawing from a legacy ``numpy.random.RandomState``, as course
+    code written with ``np.random.seed`` does; ``gaussian`` multiplies by 1 + N(0, 0.5²)
+    noise instead, drawn with ``randn`` (which caches every other Gaussian)."""
+
+    def __init__(self, p=0.5, gaussian=False, wrap=False):
+        self.p, self.gaussian = p, gaussian
+        self.rng = np.random.RandomState(0)
+        if wrap:  # a Generator on the RandomState's bit generator: both draw one stream
+            self.gen = np.random.Generator(self.rng._bit_generator)
+
+    def forward(self, A):
+        if self.gaussian:
+            noise = 1 + 0.5 * self.rng.randn(*A.shape)
+        elif hasattr(self, "gen"):
+            noise = (self.gen.random(A.shape) >= self.p) / (1 - self.p)
+        else:
+            noise = (self.rng.uniform(size=A.shape) >= self.p) / (1 - self.p)
+        self.mask = noise.astype(A.dtype)
+        return A * self.mask
+
+    def backward(self, dLdA):
+        return dLdA * self.mask
+
+
+RANDOM_STATE_MODULES = {"uniform": {}, "gaussian": {"gaussian": True}, "wrapped": {"wrap": True}}
+
+
+@pytest.mark.parametrize("kwargs", RANDOM_STATE_MODULES.values(), ids=RANDOM_STATE_MODULES)
+def test_gradcheck_replays_a_users_random_state(kwargs):
+    # Regression: only Generators were put back between the forwards of a difference, so a
+    # RandomState drew a new mask each time and a right chain rule was reported wrong.
+    model = cr.Sequential(cr.Linear(3, 5, rng=0, dtype=np.float64), RandomStateDropout(**kwargs),
+                          cr.Linear(5, 2, rng=1, dtype=np.float64))
+    report = cr.gradcheck(model, cr.SquareLoss(), _X, _Y)
+    assert report.max_rel_error < TIGHT, str(report)
+
+
+def test_gradcheck_replays_the_generator_of_a_module_held_as_an_attribute():
+    # A user's block keeping a library Dropout as an attribute (not in a .modules list).
+    class Block(UserModule):
+        def __init__(self):
+            self.linear = cr.Linear(3, 4, rng=0, dtype=np.float64)
+            self.drop = cr.Dropout(0.5, rng=3)
+
+        def forward(self, A):
+            return self.drop(self.linear(A))
+
+        def backward(self, dLdA):
+            return self.linear.backward(self.drop.backward(dLdA))
+
+        def parameters(self):
+            return self.linear.parameters()
+
+    report = cr.gradcheck(Block(), cr.SquareLoss(), _X, _Y[:, :1].repeat(4, axis=1))
+    assert report.max_rel_error < TIGHT, str(report)

@@ -11,10 +11,14 @@ For a student's (or anyone's) module written against the protocol of :mod:`chain
 4. that ``backward`` *overwrites* each ``.grad`` (a second forward and backward on the same
    batch gives the same gradient, not twice it);
 5. finite differences, in float64, of ``L = Σ dLdA ∘ module(X)`` with respect to ``X`` and to
-   every parameter entry: ``(L(w + ε) − L(w − ε)) / 2ε`` against ``backward``'s gradients.
+   every parameter entry: ``(L(w + ε) − L(w − ε)) / 2ε`` against ``backward``'s gradients;
+   again with a second ``dLdA`` where the first makes a square gradient symmetric (its
+   transpose would pass unseen). Random sources the module holds (Generators, RandomStates)
+   are put back before every forward, so a dropout mask stays the same.
 
 A gradient that fails 5 is compared with the usual mistakes (its transpose, a factor of K =
-the number of rows, the wrong sign) so that the sentence can name the likely one.
+the number of rows, the wrong sign, ``dLdZ @ W`` for ``dLdZ @ W.T``) so that the sentence can
+name the likely one.
 ``check_loss(loss, A, Y)`` does the same for a loss (``loss(A, Y)`` and ``loss.backward()``).
 Finite differences are the library's tool (``gradcheck``), beyond the notes.
 """
@@ -27,12 +31,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._rng import as_generator
-from ._validate import as_float_matrix
+from ._validate import as_float_matrix, is_int
 from .errors import InputError
-from .gradcheck import OK_BELOW, _numeric, _rel_error, _to_float64
+from .gradcheck import OK_BELOW, _numeric, _random_sources, _rel_error, _replayer, _to_float64
 from .module import named_parameters
 
 PROTOCOL = ("forward", "backward", "parameters", "train", "eval")
+# The default dLdA of a seed s comes from SeedSequence(s, spawn_key=PROBE_KEY), a child stream
+# of s, never np.random.default_rng(s) itself: a caller's X drawn from that (the exercises'
+# own pattern) would equal dLdA, and Aᵀ dLdA = XᵀX, symmetric, hides a transposed dLdW.
+PROBE_KEY = (6390,)
 OTHER = {np.dtype(np.float32): np.dtype(np.float64), np.dtype(np.float64): np.dtype(np.float32)}
 
 
@@ -95,29 +103,6 @@ def _describe(module) -> str:
     return text if plain else type(module).__name__
 
 
-def _generators(module) -> list:
-    found, stack = [], [module]
-    while stack:
-        m = stack.pop()
-        stack.extend(getattr(m, "modules", None) or [])
-        found += [g for g in getattr(m, "__dict__", {}).values()
-                  if isinstance(g, np.random.Generator)]
-    return found
-
-
-def _rewinder(module):
-    """A function that puts every Generator the module holds back to its current state, so
-    each forward draws the same dropout mask."""
-    generators = _generators(module)
-    states = [g.bit_generator.state for g in generators]
-
-    def rewind():
-        for g, s in zip(generators, states):
-            g.bit_generator.state = s
-
-    return rewind
-
-
 def check_module(module, X, *, dLdA=None, rng=0) -> CheckReport:
     """Check ``module``'s protocol, shapes, dtypes and gradients on the batch ``X``.
 
@@ -130,7 +115,10 @@ def check_module(module, X, *, dLdA=None, rng=0) -> CheckReport:
         The gradient of the loss with respect to the module's output that backward gets
         (``L = Σ dLdA ∘ module(X)``); by default drawn from N(0, 1) with ``rng``.
     rng : int, Generator or RandomState
-        For the default ``dLdA``.
+        For the default ``dLdA`` and, where the first ``dLdA`` makes a square gradient
+        symmetric (so that its transpose could not be told from it), a second one. An int
+        seed ``s`` draws from a child stream of ``s`` (``SeedSequence(s, spawn_key=(6390,))``),
+        so ``dLdA`` never equals an ``X`` drawn with ``np.random.default_rng(s)``.
 
     Returns
     -------
@@ -149,10 +137,11 @@ def check_module(module, X, *, dLdA=None, rng=0) -> CheckReport:
         _protocol(report, module)
         dtype = _dtype(report, module)
         out = _forward_dtypes(report, module, X, dtype)
-        C = _output_gradient(dLdA, out, rng)
+        source = _probe_source(rng)
+        C = _output_gradient(dLdA, out, source)
         _backward_shapes(report, module, X, dtype, C)
         _overwrites(report, module, X, dtype, C)
-        _finite_differences(report, module, X, C)
+        _finite_differences(report, module, X, C, source)
     except _Stop:
         pass
     return report
@@ -235,9 +224,16 @@ def _forward_dtypes(report: CheckReport, module, X, dtype) -> np.ndarray:
     return outs[main]
 
 
-def _output_gradient(dLdA, out: np.ndarray, rng) -> np.ndarray:
+def _probe_source(rng) -> np.random.Generator:
+    """The Generator the default ``dLdA`` is drawn from (see ``PROBE_KEY``)."""
+    if is_int(rng) and rng >= 0:
+        return np.random.default_rng(np.random.SeedSequence(int(rng), spawn_key=PROBE_KEY))
+    return as_generator(rng)
+
+
+def _output_gradient(dLdA, out: np.ndarray, source: np.random.Generator) -> np.ndarray:
     if dLdA is None:
-        return as_generator(rng).standard_normal(out.shape)
+        return source.standard_normal(out.shape)
     C = as_float_matrix(dLdA, "dLdA", "check_module")
     if C.shape != out.shape:
         raise InputError(f"check_module expected dLdA of the output's shape {out.shape}, got "
@@ -301,7 +297,7 @@ def _overwrites(report: CheckReport, module, X, dtype, C) -> None:
     if not params:
         return
     main = dtype or np.dtype(np.float64)
-    rewind = _rewinder(twin)
+    rewind = _replayer(_random_sources(twin))  # each forward draws the same dropout mask
     firsts = []
     for _ in range(2):
         rewind()
@@ -327,15 +323,16 @@ def _overwrites(report: CheckReport, module, X, dtype, C) -> None:
                              "the gradient)")
 
 
-def _finite_differences(report: CheckReport, module, X, C) -> None:
+def _differences(module, X, C) -> tuple[list, dict, list]:
+    """Backward's gradients of ``L = Σ C ∘ module(X)`` and their central differences, in
+    float64 on a copy: ``([(key, analytic, label)], {key: numeric}, squares)``, squares
+    as :func:`_diagnose` takes them."""
     twin = copy.deepcopy(module)
-    generators = _to_float64(twin)
-    states = [g.bit_generator.state for g in generators]
+    replay = _replayer(_to_float64(twin))  # each forward draws the same dropout mask
     X64 = np.array(X, dtype=np.float64)
 
     def L() -> float:
-        for g, s in zip(generators, states):
-            g.bit_generator.state = s
+        replay()
         return float(np.sum(C * twin.forward(X64)))
 
     L()
@@ -345,24 +342,49 @@ def _finite_differences(report: CheckReport, module, X, C) -> None:
     numeric = {"dLdX": _numeric(L, X64, 1e-6)}
     for name, p in _grads(twin):
         numeric[name] = _numeric(L, p.data, 1e-6)
+    squares = [(p.name, np.array(p.data, np.float64)) for _, p in _grads(twin)
+               if np.ndim(p.data) == 2 and p.data.shape == (X.shape[1], X.shape[1])]
+    return analytic, numeric, squares
+
+
+def _blind(n: np.ndarray) -> bool:
+    """A square gradient that is (numerically) symmetric: its transpose would pass too."""
+    return (n.ndim == 2 and n.shape[0] == n.shape[1] > 1 and bool(np.any(n))
+            and _rel_error(n.T, n) < OK_BELOW)
+
+
+def _finite_differences(report: CheckReport, module, X, C, source) -> None:
+    analytic, numeric, squares = _differences(module, X, C)
+    again = ""
+    if any(_blind(n) for n in numeric.values()):  # redo with a dLdA that shows a transpose
+        C2 = source.standard_normal(C.shape)
+        analytic, numeric, squares = _differences(module, X, C2)
+        again = " (with a second dLdA: the first made a square gradient symmetric)"
     K = len(X)
     bad = []
     for key, a, label in analytic:
         err = report.errors[key] = _rel_error(a, numeric[key])
         if err >= OK_BELOW:
-            bad.append(_diagnose(label, a, numeric[key], K, err))
+            bad.append(_diagnose(label, a, numeric[key], K, err,
+                                 squares if key == "dLdX" else []))
     if bad:
         report.problems += bad
     else:
         worst = max(report.errors.values())
         report.passed.append(f"finite differences of L = Σ dLdA ∘ module(X), float64: "
                              f"{', '.join(report.errors)} agree (max relative error "
-                             f"{worst:.1e})")
+                             f"{worst:.1e}){again}")
 
 
-def _diagnose(label: str, a: np.ndarray, n: np.ndarray, K: int, err: float) -> str:
+def _diagnose(label: str, a: np.ndarray, n: np.ndarray, K: int, err: float,
+              squares: list = ()) -> str:
     """A sentence naming the likely mistake when ``a`` (backward's) is not ``n`` (finite
-    differences)."""
+    differences).
+
+    ``squares`` are ``(name, W)`` for the module's square weights ``(m, m)``, m the input's
+    width: for ``dL/dX``, ``a = D W`` where ``n = D Wᵀ`` (D the gradient at W's output,
+    found from ``n``) is the backward that forgot to transpose W.
+    """
     head = f"your {label} does not match finite differences (relative error {err:.2g})"
     if not np.any(n) and np.any(a):
         return f"{head}: it should be 0 (the output does not depend on it)"
@@ -370,6 +392,11 @@ def _diagnose(label: str, a: np.ndarray, n: np.ndarray, K: int, err: float) -> s
         return f"{head}: yours is all zeros; did backward compute it?"
     if a.ndim == 2 and a.shape[0] == a.shape[1] and _rel_error(a.T, n) < OK_BELOW:
         return f"{head}: it is the transpose of the right one; did you transpose?"
+    for name, W in squares:
+        D = n @ np.linalg.pinv(W.T)  # the gradient at W's output, if n = D Wᵀ
+        if _rel_error(D @ W.T, n) < 1e-6 and _rel_error(a, D @ W) < OK_BELOW:
+            return (f"{head}: it is ∂L/∂Z {name} where it should be ∂L/∂Z {name}ᵀ: "
+                    f"did you forget to transpose {name}?")
     c = float(np.vdot(a, n) / np.vdot(n, n))
     if _rel_error(a, c * n) < 1e-3:
         if abs(c + 1) < 1e-3:

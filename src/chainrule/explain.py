@@ -1,7 +1,9 @@
 """``explain``: one forward and backward pass, laid out as the notes' chain rule, layer by layer.
 
 A *layer* ℓ is a ``Linear`` and the modules after it up to the next ``Linear``
-(an activation, maybe ``BatchNorm`` or ``Dropout``). With ``Aˡ⁻¹`` the layer's input
+(an activation, maybe ``BatchNorm`` or ``Dropout``). A ``Sequential`` inside the model (as
+``chainrule.export.from_torch`` makes) is walked into, in order, its modules' paths being
+``modules.0.modules.1``. With ``Aˡ⁻¹`` the layer's input
 (notes' Notation 16–17, rows are samples)::
 
     Zˡ = Aˡ⁻¹ Wˡ + W0ˡ                 Aˡ = fˡ(Zˡ)
@@ -16,7 +18,10 @@ one column per sample: ``Zˡ = Wˡᵀ Aˡ⁻¹ + W0ˡ`` with ``Zˡ`` of shape ``
 The flags follow the long chain rule of the notes' 6.7.3: back-propagation multiplies
 ``∂L/∂Zᴸ`` by one factor per layer (``Wᵀ`` and the diagonal ``f′(Z)``) on its way to layer ℓ,
 so ``r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖`` is how far that product has shrunk (``"vanishing"``,
-r < ``vanishing_below``) or grown (``"exploding"``, r > ``exploding_above``).
+r < ``vanishing_below``) or grown (``"exploding"``, r > ``exploding_above``). Where
+``∂L/∂Zᴸ`` is exactly 0 (the loss is flat at this batch's output) nothing flows back to any
+layer: r is undefined (NaN; None in ``to_dict()``), no layer is flagged, and the printed walk
+says so.
 
 >>> import numpy as np, chainrule as cr
 >>> from chainrule.explain import explain
@@ -40,7 +45,7 @@ import numpy as np
 
 from ._validate import as_float_matrix, check_same_length
 from .errors import InputError
-from .layers import Identity, LeakyReLU, Linear, ReLU, Sigmoid, Step, Tanh
+from .layers import Identity, LeakyReLU, Linear, ReLU, Sequential, Sigmoid, Step, Tanh
 
 # r = ‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖ below this: "vanishing"; above EXPLODING_ABOVE: "exploding". The
 # notes' 6.7.3 names the two cases; these thresholds are chainrule's (beyond the notes).
@@ -66,8 +71,9 @@ class Explanation:
         of the arrays (``"values"`` also has ``"dAdZ"``: the diagonal f′(z) as an array of
         Z's shape, or None); ``"dAdZ"`` (``{"mean": ..., "zero_fraction": ...}`` of that
         diagonal when the layer has one elementwise activation, else ``None``), ``"r"``
-        (``‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖``, NaN when ``∂L/∂Zᴸ`` is 0) and ``"flag"``
-        (``"vanishing"``, ``"exploding"`` or ``None``). Shapes and values follow
+        (``‖∂L/∂Zˡ‖ / ‖∂L/∂Zᴸ‖``; NaN, undefined, where ``‖∂L/∂Zᴸ‖`` is 0 or not finite)
+        and ``"flag"`` (``"vanishing"``, ``"exploding"`` or ``None``; None where r is
+        undefined). Shapes and values follow
         ``layout``: ``(K, n)`` for ``"rows"``, the notes' ``(n, K)`` for ``"notes"``.
     loss : float
         The loss of this forward pass.
@@ -89,6 +95,12 @@ class Explanation:
     vanishing_below: float = VANISHING_BELOW
     exploding_above: float = EXPLODING_ABOVE
 
+    @property
+    def zero_gradient(self) -> bool:
+        """Whether the last layer's ``∂L/∂Zᴸ`` is exactly 0: the loss is flat at this batch's
+        output, so no gradient reaches any layer and r is undefined."""
+        return bool(self.layers) and self.layers[0]["norms"]["dLdZ"] == 0
+
     def ratio(self, layer: dict, key: str = "dLdW") -> float:
         """``‖keyˡ‖ / ‖keyᴸ‖``: this layer's norm of ``key`` against the last layer's.
 
@@ -105,8 +117,9 @@ class Explanation:
         rows = [head]
         for number, layer, name in zip(self._numbers(), self.layers, self.names):
             d = layer["dAdZ"]
+            r = "undefined" if np.isnan(layer["r"]) else f"{layer['r']:.3g}"
             rows.append((str(number), layer["path"], name, f"{layer['norms']['dLdZ']:.3g}",
-                         f"{self.ratio(layer, 'dLdZ'):.3g}", f"{layer['norms']['dLdW']:.3g}",
+                         r, f"{layer['norms']['dLdW']:.3g}",
                          "—" if d is None else f"{d['mean']:.3g}",
                          "—" if d is None else f"{d['zero_fraction']:.0%}",
                          layer["flag"] or ""))
@@ -124,6 +137,14 @@ class Explanation:
                  "the chain rule from the loss back to layer 1 (notes' Notation 16–17)",
                  f"{form}; shapes (rows, columns); ‖·‖ the L2 (Frobenius) norm; values "
                  f"shown for arrays of at most {PRINTED} numbers", ""]
+        if self.zero_gradient:
+            lines[-1:-1] = [
+                "‖∂L/∂Zᴸ‖ = 0: the last layer's gradient is exactly zero on this batch (the "
+                "loss is flat at this output), so no gradient flows back to any layer; r is "
+                "undefined and no layer is flagged"]
+        elif self.layers and np.isnan(self.layers[0]["r"]):
+            lines[-1:-1] = [f"‖∂L/∂Zᴸ‖ = {self.layers[0]['norms']['dLdZ']:g}: r is undefined "
+                            "and no layer is flagged"]
         for number, layer, name in zip(self._numbers(), self.layers, self.names):
             lines += [f"layer {number} ({layer['path']}: {name})"]
             limit = (f"below {self.vanishing_below:g}" if layer["flag"] == "vanishing" else
@@ -137,14 +158,33 @@ class Explanation:
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
-        """Plain data (lists for shapes and values), e.g. for JSON."""
-        return {"loss": self.loss, "loss_name": self.loss_name, "n_samples": self.n_samples,
-                "layout": self.layout,
-                "layers": [{**layer, "name": name,
-                            "shapes": {k: list(v) for k, v in layer["shapes"].items()},
-                            "values": {k: None if v is None else v.tolist()
-                                       for k, v in layer["values"].items()}}
-                           for layer, name in zip(self.layers, self.names)]}
+        """Plain data (lists for shapes and values) for strict JSON: every number that is not
+        finite (an undefined r, a NaN or inf loss, norm or value) is None, so
+        ``json.dumps(explanation.to_dict(), allow_nan=False)`` always works."""
+        return _plain({"loss": self.loss, "loss_name": self.loss_name,
+                       "n_samples": self.n_samples, "layout": self.layout,
+                       "zero_gradient": self.zero_gradient,
+                       "layers": [{**layer, "name": name} for layer, name in
+                                  zip(self.layers, self.names)]})
+
+
+def _plain(x):
+    """``x`` as JSON's types: dicts, lists, str, bool, int, finite float, None for the rest."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        if x.dtype.kind == "f" and not np.isfinite(x).all():
+            return np.where(np.isfinite(x), x, None).tolist()
+        return x.tolist()
+    if isinstance(x, (bool, np.bool_)):
+        return bool(x)
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, numbers.Real):
+        return float(x) if np.isfinite(x) else None
+    return x
 
 
 def _sup(n: int | str) -> str:
@@ -272,7 +312,7 @@ def explain(model, loss, X, Y, *, layout: str = "rows", vanishing_below: float =
         ``"exploding"`` where r > ``exploding_above``). ``print(explanation)`` shows the walk.
     """
     modules = getattr(model, "modules", None)
-    if modules is None or not any(_is_linear(m) for m in modules):
+    if modules is None or not any(_is_linear(m) for _, m, _ in _flatten(model)):
         raise InputError("explain expected a Sequential with at least one Linear layer, got "
                          f"{type(model).__name__}")
     if layout not in LAYOUTS:
@@ -286,30 +326,51 @@ def explain(model, loss, X, Y, *, layout: str = "rows", vanishing_below: float =
     Y = np.asarray(Y)
     check_same_length(X, Y, "explain")
     model, loss = copy.deepcopy(model), copy.deepcopy(loss)
-    modules = model.modules
+    flat = _flatten(model)
+    paths, modules = [p for p, _, _ in flat], [m for _, m, _ in flat]
     starts = [i for i, m in enumerate(modules) if _is_linear(m)]
 
-    outs, grads, value, fused = _passes(modules, loss, X, Y)
-    layers, names = _layers(modules, starts, outs, grads, layout)
+    outs, grads, value, fused = _passes(flat, model.modules[-1], loss, X, Y)
+    layers, names = _layers(modules, paths, starts, outs, grads, layout)
     _flag(layers, vanishing_below, exploding_above)
     return Explanation(layers=layers, loss=float(value), loss_name=type(loss).__name__,
                        n_samples=len(X), names=names, fused=fused, layout=layout,
                        vanishing_below=vanishing_below, exploding_above=exploding_above)
 
 
-def _passes(modules: list, loss, X: np.ndarray, Y):
+def _flatten(model, prefix: str = "") -> list[tuple[str, object, np.dtype | None]]:
+    """``[(path, module, dtype)]``: the modules of ``model`` in the order they run, a
+    ``Sequential`` inside it walked into (paths ``"modules.0.modules.1"``); ``dtype`` is what
+    an inner Sequential casts its input to before this, its first module (else None)."""
+    flat = []
+    for i, module in enumerate(model.modules):
+        path = f"{prefix}modules.{i}"
+        if isinstance(module, Sequential) and module.modules:
+            inner = _flatten(module, path + ".")
+            inner[0] = (*inner[0][:2], inner[0][2] or module.dtype)
+            flat += inner
+        elif not isinstance(module, Sequential):
+            flat.append((path, module, None))
+    return flat
+
+
+def _passes(flat: list, last, loss, X: np.ndarray, Y):
     """One forward and backward pass that keeps every module boundary's array and gradient:
     ``(outs, grads, loss value, fused)``, with ``outs[i]`` module i's input, ``outs[i + 1]``
-    its output and ``grads[i] = ∂L/∂outs[i]``."""
+    its output and ``grads[i] = ∂L/∂outs[i]``. ``last`` is the model's own last module: the
+    loss's gradient is fused with it as ``backward_from`` would."""
+    modules = [m for _, m, _ in flat]
     outs = [X]
-    for module in modules:
-        outs.append(module(outs[-1]))
+    for _, module, dtype in flat:
+        A = outs[-1]
+        if dtype is not None and A.dtype != dtype:  # as the inner Sequential's forward does
+            A = outs[-1] = A.astype(dtype)
+        outs.append(module(A))
     value = loss(outs[-1], Y)
 
     # Backward, keeping the gradient at every module boundary: grads[i] = ∂L/∂outs[i].
     grads: list = [None] * (len(modules) + 1)
     grads[-1] = loss.backward()
-    last = modules[-1]
     fused = getattr(loss, "fused_backward", None) is not None and isinstance(
         last, loss.fuses_with)
     if fused:  # ∂L/∂Zᴸ = (Aᴸ − Y)/n computed directly, skipping the output activation
@@ -323,7 +384,8 @@ def _passes(modules: list, loss, X: np.ndarray, Y):
     return outs, grads, value, fused
 
 
-def _layers(modules: list, starts: list[int], outs: list, grads: list, layout: str):
+def _layers(modules: list, paths: list[str], starts: list[int], outs: list, grads: list,
+            layout: str):
     """Per layer (a Linear and the modules up to the next), last layer first: the dict of
     ``Explanation.layers`` without its flag, and the layer's name."""
     layers, names = [], []
@@ -339,7 +401,7 @@ def _layers(modules: list, starts: list[int], outs: list, grads: list, layout: s
         if layout == "notes":  # one column per sample; W keeps its (m, n) shape
             values = {k: v if k == "dLdW" or v is None else v.T for k, v in values.items()}
         layers.append({
-            "path": f"modules.{s}",
+            "path": paths[s],
             "shapes": {k: tuple(int(d) for d in values[k].shape) for k in KEYS},
             "norms": {k: _norm(values[k]) for k in KEYS},
             "values": values,
@@ -359,8 +421,9 @@ def _flag(layers: list[dict], vanishing_below: float, exploding_above: float) ->
     ``vanishing_below`` or above ``exploding_above``: the product of the chain rule's
     factors from layer L back to layer ℓ has shrunk or grown that much."""
     ref = layers[0]["norms"]["dLdZ"]
+    defined = 0 < ref < np.inf  # ∂L/∂Zᴸ = 0: nothing flows back, nothing to compare with
     for layer in layers:
-        r = layer["norms"]["dLdZ"] / ref if ref > 0 else float("nan")
+        r = layer["norms"]["dLdZ"] / ref if defined else float("nan")
         layer["r"] = r
         layer["flag"] = ("vanishing" if r < vanishing_below else
                          "exploding" if r > exploding_above else None)

@@ -60,13 +60,71 @@ def _rel_error(a, n: np.ndarray) -> float:
     return err if np.isfinite(err) else 1.0
 
 
+RANDOM = (np.random.Generator, np.random.RandomState, np.random.BitGenerator)
+
+
+def _held_modules(model) -> list:
+    """``model`` and every module inside it: through ``.modules`` lists and through attributes
+    holding a module (an object with ``forward`` and ``backward``), each once."""
+    found, seen, stack = [], set(), [model]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        found.append(m)
+        children = list(getattr(m, "modules", None) or [])
+        children += [v for v in getattr(m, "__dict__", {}).values()
+                     if not isinstance(v, type) and callable(getattr(v, "forward", None))
+                     and callable(getattr(v, "backward", None))]
+        stack.extend(reversed(children))
+    return found
+
+
+def _random_sources(model) -> list:
+    """Every random source the modules of ``model`` hold as an attribute: a
+    ``numpy.random.Generator`` (``Dropout.rng``, also one wrapping a RandomState's bit
+    generator), a legacy ``numpy.random.RandomState`` or a bare bit generator."""
+    found, seen = [], set()
+    for module in _held_modules(model):
+        for value in getattr(module, "__dict__", {}).values():
+            if isinstance(value, RANDOM) and id(value) not in seen:
+                seen.add(id(value))
+                found.append(value)
+    return found
+
+
+def _replayer(sources: list):
+    """A function that puts each random source back to its state now, so that every forward
+    of a finite difference draws the same dropout mask.
+
+    A Generator's (and a bit generator's) state is its bit generator's; a RandomState's is
+    ``get_state(legacy=False)``, which also holds its cached Gaussian. A Generator sharing a
+    RandomState's bit generator is put back with it either way.
+    """
+    states = [s.get_state(legacy=False) if isinstance(s, np.random.RandomState)
+              else (s.bit_generator.state if isinstance(s, np.random.Generator) else s.state)
+              for s in sources]
+
+    def replay() -> None:
+        for source, state in zip(sources, states, strict=True):
+            if isinstance(source, np.random.RandomState):
+                source.set_state(state)
+            elif isinstance(source, np.random.Generator):
+                source.bit_generator.state = state
+            else:
+                source.state = state
+
+    return replay
+
+
 def _to_float64(model) -> list:
     """Cast every float array and Parameter held by the (copied) model to float64.
 
-    Returns the random generators found on the modules, so each forward can replay the
-    same draws (a dropout mask must not change between the two sides of a difference).
+    Returns the random sources found on the modules (:func:`_random_sources`), so each
+    forward can replay the same draws (a dropout mask must not change between the two sides
+    of a difference).
     """
-    generators = []
     for p in model.parameters():  # also those a user's module keeps in a list
         p.data = p.data.astype(np.float64)
         p.grad = np.zeros_like(p.data)
@@ -78,9 +136,7 @@ def _to_float64(model) -> list:
                     value.grad = np.zeros_like(value.data)
             elif isinstance(value, np.ndarray) and value.dtype.kind == "f":
                 setattr(module, name, value.astype(np.float64))
-            elif isinstance(value, np.random.Generator):
-                generators.append(value)
-    return generators
+    return _random_sources(model)
 
 
 def gradcheck(model, loss, X, Y, *, eps: float = 1e-6) -> GradcheckReport:
@@ -92,7 +148,8 @@ def gradcheck(model, loss, X, Y, *, eps: float = 1e-6) -> GradcheckReport:
 
     compared with back-propagation's ``.grad``. Works on a deep copy cast to float64, so
     the model's weights, gradients, mode and running statistics are left as they were. Any
-    ``numpy.random.Generator`` held by a module (e.g. ``Dropout.rng``) is replayed from the
+    ``numpy.random.Generator`` or ``numpy.random.RandomState`` held by a module (e.g.
+    ``Dropout.rng``, a user's ``self.rng = np.random.RandomState(0)``) is replayed from the
     same state for every evaluation, so random masks stay fixed. Cost: two forwards per
     entry, so keep ``X`` small (a few rows).
 
@@ -102,13 +159,11 @@ def gradcheck(model, loss, X, Y, *, eps: float = 1e-6) -> GradcheckReport:
         raise InputError(f"gradcheck expected eps in (0, 1), got {eps!r}")
     model = copy.deepcopy(model)
     loss = copy.deepcopy(loss)
-    generators = _to_float64(model)
-    states = [g.bit_generator.state for g in generators]
+    replay = _replayer(_to_float64(model))
     X = np.array(X, dtype=np.float64)
 
     def value() -> float:
-        for g, s in zip(generators, states, strict=True):
-            g.bit_generator.state = s
+        replay()
         return loss(model(X), Y)
 
     value()
