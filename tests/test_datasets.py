@@ -1,6 +1,7 @@
 """Data set loaders: bundled scikit-learn data and CSV files."""
 
 import builtins
+import warnings
 
 import numpy as np
 import pytest
@@ -74,12 +75,20 @@ def test_csv_regression_is_guessed_from_float_labels(tmp_path):
     ("a,b\n1,2,3\n", "b", "expected 2 columns, got 3"),
     ("a,b\n", "b", "at least one data row"),
     ("a,b\n1,nan\n2,3\n", "a", "finite"),
+    ("a,b\n1,1e39\n2,3\n", "a", "beyond"),
+    ("a,b\n1,inf\n2,1\n3,0\n", "b", "finite numeric labels in column 'b', got 'inf'"),
+    ("a,b\n1,nan\n2,1\n3,0\n", "b", "finite numeric labels"),
+    (",".join(f"c{i}" for i in range(100_000)) + "\n" + ",".join(["1"] * 100_000) + "\n",
+     "y", r"\.\.\. \(100000 columns\)$"),
 ])
 def test_bad_csv_files(tmp_path, text, label, match):
     path = tmp_path / "bad.csv"
     path.write_text(text)
-    with pytest.raises(ChainruleError, match=match):
-        datasets.load_csv(path, label)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an overflowing value is an error, not a warning too
+        with pytest.raises(ChainruleError, match=match) as e:
+            datasets.load_csv(path, label)
+    assert len(str(e.value)) < 600
 
 
 def test_missing_csv():

@@ -88,6 +88,10 @@ def load_csv(path, label: str, *, task: str | None = None, test_size: float = 0.
     """
     X, labels, names = read_csv(path, label)
     numeric = _numeric(labels)
+    if numeric is not None and not np.isfinite(numeric).all():
+        bad = next(v for v, x in zip(labels, numeric) if not np.isfinite(x))
+        raise InputError(f"{os.fspath(path)!r}: expected finite numeric labels in column "
+                         f"{label!r}, got {bad[:40]!r}")
     if task is None:
         is_int = numeric is not None and np.all(numeric == np.round(numeric))
         task = ("classification" if numeric is None or (is_int and len(set(labels)) <= 20)
@@ -125,7 +129,8 @@ def read_csv(path, label: str | None = None) -> tuple[np.ndarray, list[str], lis
                          f"got {len(rows)} row(s)")
     header = [h.strip() for h in rows[0]]
     if label is not None and label not in header:
-        raise InputError(f"{os.fspath(path)!r} has no label column {label!r}; columns: {header}")
+        raise InputError(f"{os.fspath(path)!r} has no label column {label!r}; columns: "
+                         f"{_some(header)}")
     li = header.index(label) if label is not None else None
     names = [h for i, h in enumerate(header) if i != li]
     X = np.empty((len(rows) - 1, len(names)), dtype=np.float32)
@@ -136,7 +141,8 @@ def read_csv(path, label: str | None = None) -> tuple[np.ndarray, list[str], lis
                              f"got {len(row)}")
         values = [c for i, c in enumerate(row) if i != li]
         try:
-            X[r - 2] = [float(v) for v in values]
+            with np.errstate(over="ignore"):  # a value beyond float32 is refused below, as inf
+                X[r - 2] = [float(v) for v in values]
         except ValueError:
             bad = next(v for v in values if not _is_float(v))
             raise InputError(f"{os.fspath(path)!r} line {r}: expected numeric features, got "
@@ -144,8 +150,15 @@ def read_csv(path, label: str | None = None) -> tuple[np.ndarray, list[str], lis
         if li is not None:
             labels.append(row[li].strip())
     if not np.isfinite(X).all():
-        raise InputError(f"{os.fspath(path)!r}: expected finite features, got NaN or inf")
+        raise InputError(f"{os.fspath(path)!r}: expected finite float32 features, got NaN, inf "
+                         f"or a value beyond ±3.4e38")
     return X, labels, names
+
+
+def _some(names: list[str], k: int = 10) -> str:
+    """The first ``k`` of ``names``, and how many there are: a message stays one short line."""
+    shown = ", ".join(repr(n[:40]) for n in names[:k])
+    return shown if len(names) <= k else f"{shown}, ... ({len(names)} columns)"
 
 
 def _is_float(v: str) -> bool:

@@ -250,7 +250,8 @@ def _explain(model, loss, data) -> str:
     rows, classes = [], []
     for number, layer, name in zip(numbers, report.layers, report.names):
         d = layer["dAdZ"]
-        rows.append([number, layer["path"], name, layer["norms"]["dLdZ"], layer["r"],
+        rows.append([number, layer["path"], name, layer["norms"]["dLdZ"],
+                     layer["r"] if np.isfinite(layer["r"]) else "undefined",
                      layer["norms"]["dLdW"], "—" if d is None else d["mean"],
                      "—" if d is None else f"{d['zero_fraction']:.0%}", layer["flag"] or ""])
         classes.append(layer["flag"] or "")
