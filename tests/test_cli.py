@@ -407,3 +407,55 @@ def test_a_feature_scaling_that_overflows_exits_2(trained, tmp_path, capsys):
     for command in ("predict", "evaluate"):
         err = one_line_error([command, str(forged), str(folder / "iris.csv")], capsys, forged)
         assert "feature scaling" in err
+
+
+def _trained_weights(tmp_path, name, *flags):
+    """The weights ``train`` saves on iris with ``flags``, and the model."""
+    import chainrule as cr
+    path = tmp_path / f"{name}.safetensors"
+    assert main(["train", "--data", "iris", "--epochs", "2", "--hidden", "8",
+                 "--batch-size", "16", "--save", str(path), "--no-progress", *flags]) == 0
+    model = cr.load(path)
+    return [p.data.copy() for p in model.parameters()], model
+
+
+def test_sampling_flag_reaches_fit(tmp_path, capsys):
+    """--sampling is fit's sampling=: "epochs" is the default run bit for bit, "replacement"
+    draws other batches from the same seed; another value exits 2."""
+    default, _ = _trained_weights(tmp_path, "default")
+    epochs, _ = _trained_weights(tmp_path, "epochs", "--sampling", "epochs")
+    replacement, _ = _trained_weights(tmp_path, "replacement", "--sampling", "replacement")
+    assert all(np.array_equal(a, b) for a, b in zip(default, epochs, strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(default, replacement, strict=True))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--sampling", "bootstrap"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--sampling" in err and "'bootstrap'" in err
+
+
+def test_the_notes_dropout_and_batch_norm_convention_flags(tmp_path, capsys):
+    """--dropout-scaling and --batch-norm-eps-inside build the hidden Dropout and BatchNorm
+    with the notes' conventions; their defaults train the default run bit for bit."""
+    import chainrule as cr
+    net = ["--dropout", "0.2", "--batch-norm"]
+    default, _ = _trained_weights(tmp_path, "default", *net)
+    same, _ = _trained_weights(tmp_path, "same", *net, "--dropout-scaling", "inverted",
+                               "--batch-norm-eps-inside", "variance")
+    assert all(np.array_equal(a, b) for a, b in zip(default, same, strict=True))
+    notes, model = _trained_weights(tmp_path, "notes", *net, "--dropout-scaling", "notes",
+                                    "--batch-norm-eps-inside", "std")
+    assert [m.scaling for m in model.modules if isinstance(m, cr.Dropout)] == ["notes"]
+    assert [m.eps_inside for m in model.modules if isinstance(m, cr.BatchNorm)] == ["std"]
+    assert not all(np.array_equal(a, b) for a, b in zip(default, notes, strict=True))
+    capsys.readouterr()
+    for argv, message in ((["--dropout-scaling", "notes"], "expected --dropout P with P > 0"),
+                          (["--batch-norm-eps-inside", "std"], "expected --batch-norm")):
+        assert main(["train", "--data", "iris", "--no-progress", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    for flag in ("--dropout-scaling", "--batch-norm-eps-inside"):
+        with pytest.raises(SystemExit) as info:
+            main(["train", flag, "both"])
+        assert info.value.code == 2 and flag in capsys.readouterr().err

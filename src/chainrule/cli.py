@@ -144,7 +144,13 @@ def _network_options(n) -> None:
                    help="weight initialisation (default: he for relu, else xavier)")
     n.add_argument("--dropout", type=_fraction, default=0.0,
                    help="dropout probability after each hidden layer (default: 0)")
+    n.add_argument("--dropout-scaling", choices=["inverted", "notes"], default=None,
+                   help="with --dropout: 'inverted' scales kept units by 1/(1 − p) in "
+                   "training, 'notes' multiplies by 1 − p at test time (default: inverted)")
     n.add_argument("--batch-norm", action="store_true", help="BatchNorm after each hidden Linear")
+    n.add_argument("--batch-norm-eps-inside", choices=["variance", "std"], default=None,
+                   help="with --batch-norm: divide by sqrt(σ² + eps) ('variance') or by "
+                   "σ + eps, the notes' Key Equation 37 ('std') (default: variance)")
     n.add_argument("--dtype", choices=["float32", "float64"], default="float32")
 
 
@@ -173,6 +179,9 @@ def _training_options(o) -> None:
                    help="with --early-stopping: the least decrease that counts as improving")
     o.add_argument("--no-shuffle", dest="shuffle", action="store_false",
                    help="keep the rows in order instead of reshuffling every epoch")
+    o.add_argument("--sampling", choices=["epochs", "replacement"], default="epochs",
+                   help="'epochs': each epoch visits every row once; 'replacement': each "
+                   "batch's rows are drawn with replacement, the notes' 6.6.2 (default: epochs)")
     o.add_argument("--seed", type=_seed, default=0,
                    help="seed of every random choice (default: 0)")
 
@@ -326,6 +335,25 @@ def _schedule(args, lr, total_steps):
     }[args.schedule]()
 
 
+def _notes_conventions(args, model):
+    """``model`` with ``--dropout-scaling`` and ``--batch-norm-eps-inside`` applied: each
+    ``Dropout`` and ``BatchNorm`` built again with the setting (a Dropout keeps its mask
+    stream, a new BatchNorm equals the untrained one it replaces)."""
+    import chainrule as cr
+    if args.dropout_scaling is None and args.batch_norm_eps_inside is None:
+        return model
+
+    def again(m):
+        if type(m) is cr.Dropout and args.dropout_scaling is not None:
+            return cr.Dropout(m.p, scaling=args.dropout_scaling, rng=m.rng)
+        if type(m) is cr.BatchNorm and args.batch_norm_eps_inside is not None:
+            return cr.BatchNorm(m.n, eps=m.eps, momentum=m.momentum,
+                                eps_inside=args.batch_norm_eps_inside, dtype=m.G.data.dtype)
+        return m
+
+    return cr.Sequential(*(again(m) for m in model.modules))
+
+
 def _metrics(data, model, X, y, y_scale) -> dict:
     A = model.predict(X)
     if data.task == "classification":
@@ -353,11 +381,18 @@ def train(args) -> int:
         folder = os.path.dirname(os.path.abspath(path)) if path else None
         if folder and not os.path.isdir(folder):  # say so now, not after training
             raise ChainruleError(f"{flag} {path}: folder {folder} does not exist")
+    if args.dropout_scaling is not None and args.dropout == 0:  # it would change nothing
+        raise ChainruleError(f"--dropout-scaling {args.dropout_scaling} expected --dropout P "
+                             "with P > 0, got no dropout")
+    if args.batch_norm_eps_inside is not None and not args.batch_norm:
+        raise ChainruleError(f"--batch-norm-eps-inside {args.batch_norm_eps_inside} expected "
+                             "--batch-norm, got no batch norm")
     rng = np.random.default_rng(args.seed)
     data = _load_data(args)
     model, loss = build_mlp(data.X_train.shape[1], args.hidden, data.task, data.n_outputs,
                             activation=args.activation, init=args.init, dropout=args.dropout,
                             batch_norm=args.batch_norm, rng=rng, dtype=np.dtype(args.dtype))
+    model = _notes_conventions(args, model)
     y_train = data.y_train
     y_scale = (0.0, 1.0)
     if data.task == "regression":  # fit standardised targets; report in original units
@@ -378,7 +413,7 @@ def train(args) -> int:
                      batch_size=args.batch_size, validation_split=args.validation_split,
                      early_stopping=early, input_noise=args.input_noise,
                      clip_grad_norm=args.clip_grad_norm, rng=rng, progress=args.progress,
-                     shuffle=args.shuffle, checkpoint=args.checkpoint)
+                     shuffle=args.shuffle, sampling=args.sampling, checkpoint=args.checkpoint)
     metrics = _metrics(data, model, data.X_test, data.y_test, y_scale)
     if history.interrupted:
         print("training interrupted: evaluating the model as it is", file=sys.stderr)
