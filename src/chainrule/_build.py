@@ -65,7 +65,8 @@ def output_layer(task: str, k: int):
 
 def build_mlp(n_in: int, hidden, task: str, k: int, *, activation: str = "relu",
               init: str | None = None, dropout: float = 0.0, batch_norm: bool = False,
-              rng=None, dtype=np.float32):
+              dropout_scaling: str = "inverted", eps_inside: str = "variance", rng=None,
+              dtype=np.float32):
     """A multi-layer perceptron for ``task`` and the loss to train it on.
 
     ::
@@ -91,7 +92,10 @@ def build_mlp(n_in: int, hidden, task: str, k: int, *, activation: str = "relu",
         Inverted dropout after each hidden activation; 0: no ``Dropout`` module.
     batch_norm : bool, default False
         ``BatchNorm`` between each hidden ``Linear`` and its activation.
-    rng : None, int or numpy.random.Generator
+    dropout_scaling, eps_inside : str, defaults "inverted" and "variance"
+        ``Dropout``'s ``scaling`` and ``BatchNorm``'s ``eps_inside`` (the notes' conventions
+        are ``"notes"`` and ``"std"``).
+    rng : None, int, numpy.random.Generator or numpy.random.RandomState
         Initial weights, then the dropout masks (one stream, drawn in module order).
     dtype : float32 or float64, default float32
 
@@ -106,10 +110,10 @@ def build_mlp(n_in: int, hidden, task: str, k: int, *, activation: str = "relu",
     for n in hidden:
         modules.append(Linear(m, n, init=init, rng=rng, dtype=dtype))
         if batch_norm:
-            modules.append(BatchNorm(n, dtype=dtype))
+            modules.append(BatchNorm(n, eps_inside=eps_inside, dtype=dtype))
         modules.append(Activation())
         if dropout > 0:
-            modules.append(Dropout(dropout, rng=rng))
+            modules.append(Dropout(dropout, scaling=dropout_scaling, rng=rng))
         m = n
     n_out, output, loss = output_layer(task, k)
     # The output layer feeds a sigmoid, softmax or nothing: Glorot's variance suits all.

@@ -335,25 +335,6 @@ def _schedule(args, lr, total_steps):
     }[args.schedule]()
 
 
-def _notes_conventions(args, model):
-    """``model`` with ``--dropout-scaling`` and ``--batch-norm-eps-inside`` applied: each
-    ``Dropout`` and ``BatchNorm`` built again with the setting (a Dropout keeps its mask
-    stream, a new BatchNorm equals the untrained one it replaces)."""
-    import chainrule as cr
-    if args.dropout_scaling is None and args.batch_norm_eps_inside is None:
-        return model
-
-    def again(m):
-        if type(m) is cr.Dropout and args.dropout_scaling is not None:
-            return cr.Dropout(m.p, scaling=args.dropout_scaling, rng=m.rng)
-        if type(m) is cr.BatchNorm and args.batch_norm_eps_inside is not None:
-            return cr.BatchNorm(m.n, eps=m.eps, momentum=m.momentum,
-                                eps_inside=args.batch_norm_eps_inside, dtype=m.G.data.dtype)
-        return m
-
-    return cr.Sequential(*(again(m) for m in model.modules))
-
-
 def _metrics(data, model, X, y, y_scale) -> dict:
     A = model.predict(X)
     if data.task == "classification":
@@ -391,8 +372,10 @@ def train(args) -> int:
     data = _load_data(args)
     model, loss = build_mlp(data.X_train.shape[1], args.hidden, data.task, data.n_outputs,
                             activation=args.activation, init=args.init, dropout=args.dropout,
-                            batch_norm=args.batch_norm, rng=rng, dtype=np.dtype(args.dtype))
-    model = _notes_conventions(args, model)
+                            batch_norm=args.batch_norm,
+                            dropout_scaling=args.dropout_scaling or "inverted",
+                            eps_inside=args.batch_norm_eps_inside or "variance", rng=rng,
+                            dtype=np.dtype(args.dtype))
     y_train = data.y_train
     y_scale = (0.0, 1.0)
     if data.task == "regression":  # fit standardised targets; report in original units
