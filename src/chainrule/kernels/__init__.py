@@ -55,10 +55,12 @@ _on = os.environ.get("CHAINRULE_KERNELS", "1") != "0"
 # two or more CPUs. A BLAS whose thread count cannot be read (not OpenBLAS, or not found)
 # gets one thread: the kernels then run exactly as single-threaded code.
 
-# Adam over fewer weights than this runs on one thread. Measured with
-# benchmarks/adam_split.py on the shared 2-core machine (load average 4): two threads were
-# slower up to 1M weights (waking the helper there costs more than half a pass) and 1.45x
-# faster at 4M (3.6 -> 2.5 ms). Re-measure on a quiet machine before lowering it.
+# Adam over fewer weights than this runs on one thread. Alone (benchmarks/adam_split.py,
+# best of interleaved runs on the shared 2-core machine) two threads take 0.6-0.8x the time
+# from 65,536 weights up; but inside fit's loop a threshold of 65,536 made mnist-b32's epoch
+# 1.04x slower and mnist-b128's no faster (paired.py): right after the matrix products,
+# OpenBLAS's own threads still spin on the second core. So only passes long enough to
+# outlast that (4M weights, 16 MB) are split.
 MIN_SPLIT = 1 << 22
 
 _NAMES = ("scipy_openblas_get_num_threads64_", "scipy_openblas_get_num_threads",
