@@ -110,24 +110,28 @@ def test_hyperband_drives_partial_fit_over_a_dask_array(digits, dask_client):
 
 
 def test_incremental_trains_over_data_larger_than_a_workers_memory():
-    # 600 MB of float32 rows, in 15 chunks of 40 MB, on workers allowed 500 MB each (about
-    # 200 MB of which the interpreter, NumPy, scikit-learn and chainrule take): only chunk by
-    # chunk can the data be trained on.
+    # 1.2 GB of float32 rows, in 30 chunks of 40 MB, on workers allowed 1 GB each (about
+    # 400 MB of which the interpreter, NumPy, scikit-learn, Dask and chainrule take): only
+    # chunk by chunk can the data be trained on. Workers never pause (a paused worker would
+    # wait forever); one that outgrows its limit is restarted and the fit fails instead.
     pytest.importorskip("dask.distributed")
     da = pytest.importorskip("dask.array")
     wrappers = pytest.importorskip("dask_ml.wrappers")
+    import dask
     from dask.distributed import Client, LocalCluster
 
-    n, f = 150_000, 1000
+    n, f = 300_000, 1000
     X = da.random.default_rng(0).standard_normal((n, f), chunks=(10_000, f), dtype=np.float32)
     y = (X[:, 0] + X[:, 1] > 0).astype(np.int64)
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      memory_limit="500MB") as cluster, Client(cluster) as client:
+    with dask.config.set({"distributed.worker.memory.pause": False}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                         dashboard_address=None, memory_limit="1GB") as cluster, \
+            Client(cluster) as client:
         limits = [w["memory_limit"] for w in client.scheduler_info()["workers"].values()]
         assert max(limits) < X.nbytes
         inc = wrappers.Incremental(MLPClassifier((8,), random_state=0, batch_size=256),
                                    scoring="accuracy")
         inc.fit(X, y, classes=[0, 1])
-        assert inc.estimator_.n_iter_ == 15  # one partial_fit (one epoch) per chunk
+        assert inc.estimator_.n_iter_ == 30  # one partial_fit (one epoch) per chunk
         assert inc.estimator_.model_.dtype == np.float32
         assert inc.score(X[:5000], y[:5000]) > 0.9
