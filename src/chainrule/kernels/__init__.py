@@ -1,16 +1,17 @@
 """Compiled kernels: one pass over the arrays in place of a method's NumPy lines.
 
 This package is the one place that chooses between a method's plain NumPy lines and a
-compiled kernel, through one function, :func:`find`. A kernel is used only for the exact
-class it was written for (a subclass, which may change the method, keeps its own lines), on
-arrays it can take (C-contiguous, all float32 or all float64), and while kernels are
-enabled. Every kernel gives the same bits as the lines it replaces (``tests/test_kernels.py``),
-so which one runs never changes a result: ``CHAINRULE_KERNELS=0`` in the environment, or
+compiled kernel, through one table, ``_KERNELS``, looked up by :func:`find` (and by
+:func:`compiled`, which wraps a method). A kernel is used only for the exact class it was
+written for (a subclass, which may change the method, keeps its own lines), on arrays it can
+take (C-contiguous, all native float32 or all float64), and while kernels are enabled.
+Every kernel gives the same bits as the lines it replaces (``tests/test_kernels.py``), so
+which one runs never changes a result: ``CHAINRULE_KERNELS=0`` in the environment, or
 :func:`enabled(False) <enabled>`, runs the NumPy lines everywhere.
 
 Two kinds of callers:
 
-- An optimizer asks ``find(self, "_update", W, g, out, *state, writes=...)`` once per update.
+- An optimizer asks ``find(self, "_update", W, g, writes=(out, *state))`` once per update.
   The kernel is ``kernel(optimizer, W, g, state, eta, out) -> bool``: the update of ``W`` by
   gradient ``g`` with the optimizer's per-parameter ``state`` and step size ``eta``, the new
   weights written to ``out`` (``W`` itself, or a ``ParameterBuffer``'s proposal), and
@@ -109,7 +110,7 @@ def _adam_kernel(opt, W, g, state, eta, out) -> bool:
     k, eps_hat = opt._folded(eta)
     threads = helper_threads() if W.size >= MIN_SPLIT else 1
     return _adam.adam(W, g, state["exp_avg"], state["exp_avg_sq"], out, opt.beta1, opt.beta2,
-                      k, eps_hat, W.dtype == _F64, threads)
+                      k, eps_hat, W.dtype is _F64, threads)
 
 
 def _fits(*arrays) -> bool:
