@@ -243,3 +243,43 @@ def test_fit_calls_a_subclass_step_and_gives_a_subclass_update_each_parameter():
            rng=0, progress=False)
     assert shapes == [p.data.shape for p in model.parameters()]
     assert not Normalised.elementwise and cr.Adam.elementwise
+
+
+def test_grad_norms_recompute_an_overflowing_float32_sum_in_float64():
+    model = mlp((3, 4, 2))
+    buffer = model.parameter_buffer
+    buffer.grad[...] = 0
+    W = model.modules[0].W
+    W.grad[0, :] = 1e20  # squares overflow float32; the norm itself (2e20) does not
+    norms = buffer.grad_norms()
+    assert norms.dtype == np.float64
+    np.testing.assert_allclose(norms[0], 2e20, rtol=1e-6)
+    assert np.all(norms[1:] == 0)
+
+
+def test_grad_norms_of_a_nan_or_infinite_gradient_are_not_finite_there_only():
+    model = mlp((3, 4, 2))
+    buffer = model.parameter_buffer
+    buffer.grad[...] = 1
+    model.modules[2].W.grad[1, 0] = np.nan
+    model.modules[0].W0.grad[0, 2] = -np.inf
+    norms = buffer.grad_norms()
+    assert [np.isfinite(x) for x in norms] == [True, False, False, True]
+
+
+def test_fit_stops_before_the_update_on_a_non_finite_gradient():
+    X, y = blobs(n=40)
+    model = mlp((X.shape[1], 6, 3))
+    real = model.modules[2].backward_params
+
+    def poisoned(dLdZ):  # a NaN in one layer's gradient, from the first step on
+        real(dLdZ)
+        model.modules[2].W.grad[0, 0] = np.nan
+
+    model.modules[2].backward_params = poisoned
+    before = weights(model)
+    with pytest.raises(cr.DivergenceError, match=r"step 0, layer 2 \(modules\.2\.W.*the "
+                                                  r"gradient is not finite"):
+        cr.fit(model, cr.NLLM(), X, y, epochs=1, rng=0, progress=False)
+    for a, b in zip(weights(model), before, strict=True):
+        np.testing.assert_array_equal(a, b)
