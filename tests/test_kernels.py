@@ -64,6 +64,7 @@ def test_adam_kernel_gives_the_bits_of_adam_update(dtype, kwargs, kind):
 
 @needs_adam
 def test_the_kernel_runs_by_default_and_only_where_it_can(monkeypatch):
+    monkeypatch.setattr(kernels, "_on", True)  # the default, even under CHAINRULE_KERNELS=0
     calls = []
     real = kernels._KERNELS[("chainrule.optimizers", "Adam._update")]
     monkeypatch.setitem(kernels._KERNELS, ("chainrule.optimizers", "Adam._update"),
@@ -320,6 +321,7 @@ def test_fit_with_the_layer_kernels_gives_the_bits_of_numpy(dtype, batch_size):
 
 @needs_layers
 def test_each_layer_kernel_runs_by_default(monkeypatch):
+    monkeypatch.setattr(kernels, "_on", True)  # the default, even under CHAINRULE_KERNELS=0
     calls = []
     for key, real in list(kernels._KERNELS.items()):
         if key[1] != "Adam._update":
