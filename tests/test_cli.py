@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("sklearn")
 
 from chainrule.cli import main  # noqa: E402
+from chainrule.errors import ChainruleError  # noqa: E402
 
 
 def write_csv(path, header, rows):
@@ -459,3 +460,19 @@ def test_the_notes_dropout_and_batch_norm_convention_flags(tmp_path, capsys):
         with pytest.raises(SystemExit) as info:
             main(["train", flag, "both"])
         assert info.value.code == 2 and flag in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("line", ["e39," * 400_000 + "x", "1" * 4_000_000 + ",2,x"],
+                         ids=["many-exponents", "one-long-number"])
+def test_the_range_check_of_a_csv_is_linear_in_its_size(line):
+    """A line with many candidates for a value beyond float32 is read once, not once per
+    candidate (the old search went back to the line's start for each: seconds for 2 MB)."""
+    import time
+
+    from chainrule.cli import _check_range
+    text = "a,b,label\n" + "1,2,x\n" * 1000 + line + "\n" + "1,2,x\n" * 1000
+    start = time.perf_counter()
+    _check_range("big.csv", text, ["a", "b", "label"], 2)  # all inf or non-numbers: no error
+    assert time.perf_counter() - start < 0.5
+    with pytest.raises(ChainruleError, match=r"big.csv line 2004, column 'b'"):
+        _check_range("big.csv", text + "1,2,x\n1,1e39,x\n", ["a", "b", "label"], 2)

@@ -286,15 +286,16 @@ _HUGE = re.compile(r"[eE]\+?0*(?:3[89]|[4-9]\d|[1-9]\d\d+)|\d{39}")
 
 def _check_range(where: str, text: str, header: list[str], li: int | None) -> None:
     """Every feature value fits in float32 (1e39 would become inf there): the few lines with
-    a candidate are found by a pattern, then their cells are read."""
-    seen = set()
-    for match in _HUGE.finditer(text):
-        start = text.rfind("\n", 0, match.start()) + 1
-        if start in seen:
-            continue
-        seen.add(start)
+    a candidate are found by a pattern, then their cells are read.
+
+    Linear in the size of ``text``: each line is read at most once (the search resumes after
+    the line of a candidate), and a line number is counted only for the line reported."""
+    pos, line_start = 0, 0  # line_start: a known start of a line at or before pos
+    while (match := _HUGE.search(text, pos)) is not None:
+        start = text.rfind("\n", line_start, match.start()) + 1 or line_start
         end = text.find("\n", match.end())
         line = text[start:] if end < 0 else text[start:end]
+        pos = line_start = len(text) if end < 0 else end + 1
         try:
             cells = next(csv.reader([line]), [])
         except csv.Error:  # a line the whole file's reading reports better (a stray \r, ...)
