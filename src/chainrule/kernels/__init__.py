@@ -169,8 +169,12 @@ def _linear_forward(module, A_prev):
     """``Linear.forward``: NumPy's product ``A_prev @ W``, then ``+ W0`` in place, row by row
     (``layers.c``), which saves NumPy's new array for the sum."""
     W, W0 = module.W.data, module.W0.data
+    dtype = W.dtype
     if (getattr(A_prev, "ndim", 0) != 2 or A_prev.shape[1] != module.m
-            or not _fits(A_prev, W, W0) or W0.shape != (1, W.shape[1])):
+            or (dtype is not _F32 and dtype is not _F64) or A_prev.dtype is not dtype
+            or W0.dtype is not dtype or not A_prev.flags.c_contiguous
+            or not W.flags.c_contiguous or not W0.flags.c_contiguous
+            or W0.shape != (1, W.shape[1])):  # _fits(A_prev, W, W0), written out
         return NotImplemented
     module.A_prev = A_prev
     Z = np.matmul(A_prev, W)
