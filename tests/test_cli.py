@@ -476,3 +476,23 @@ def test_the_range_check_of_a_csv_is_linear_in_its_size(line):
     assert time.perf_counter() - start < 0.5
     with pytest.raises(ChainruleError, match=r"big.csv line 2004, column 'b'"):
         _check_range("big.csv", text + "1,2,x\n1,1e39,x\n", ["a", "b", "label"], 2)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("flag", ["--save", "--checkpoint", "--report"])
+def test_a_fifo_to_write_exits_2_before_training(iris_csv, tmp_path, capsys, flag):
+    import threading
+    fifo = tmp_path / "out"
+    os.mkfifo(fifo)
+    argv = ["train", "--data", str(iris_csv / "iris.csv"), "--epochs", "1", "--no-progress",
+            flag, str(fifo)]
+    done = []
+    worker = threading.Thread(target=lambda: done.append(main(argv)), daemon=True)
+    worker.start()
+    worker.join(5)
+    if worker.is_alive():  # the code before the fix: release it, then fail
+        os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        pytest.fail(f"train {flag} waited on a FIFO")
+    assert done == [2]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{flag} {fifo}: expected a regular file" in err, err

@@ -744,18 +744,52 @@ def test_a_write_through_a_symbolic_link_keeps_the_link(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["link.safetensors", "real.safetensors"]
 
 
+def _without_waiting(write, fifo):
+    """Run ``write()`` in a thread; the error it raises, or a failure if it waits on ``fifo``."""
+    raised = []
+
+    def run():
+        try:
+            write()
+        except BaseException as e:  # noqa: BLE001 - handed to the test
+            raised.append(e)
+        else:
+            raised.append(None)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    worker.join(SECONDS)
+    if worker.is_alive():  # the code before the fix waits for a reader: release it, fail
+        with contextlib.suppress(OSError):
+            os.close(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))
+        worker.join(SECONDS)
+        pytest.fail(f"the write waited on the FIFO {fifo}")
+    return raised[0]
+
+
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-def test_a_fifo_is_written_to_not_replaced(tmp_path):
-    # As a device (/dev/null, /dev/stdout) is: renaming over it would remove the device.
+@pytest.mark.parametrize("how", ["atomic_write_bytes", "save", "fit-checkpoint", "link"])
+def test_a_fifo_target_is_refused_without_waiting(tmp_path, how):
     fifo = tmp_path / "out.safetensors"
     os.mkfifo(fifo)
-    received = []
-    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
-    reader.start()
-    atomic_write_bytes(fifo, b"prediction\n1\n")
-    reader.join(SECONDS)
-    assert received == [b"prediction\n1\n"]
-    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and os.listdir(tmp_path) == [fifo.name]
+    target = fifo
+    if how == "link":
+        target = tmp_path / "link.safetensors"
+        os.symlink(fifo, target)
+    X, y = data()
+    write = {
+        "atomic_write_bytes": lambda: atomic_write_bytes(target, b"prediction\n1\n"),
+        "save": lambda: cr.save(model(), target),
+        "fit-checkpoint": lambda: cr.fit(model(), cr.NLLM(), X, y, epochs=1, rng=0,
+                                         progress=False, checkpoint=target),
+        "link": lambda: cr.save(model(), target),
+    }[how]
+    error = _without_waiting(write, fifo)
+    assert isinstance(error, cr.ChainruleError), repr(error)
+    assert "expected a regular file to write, got a FIFO" in str(error)
+    assert str(target) in str(error)
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(os.listdir(tmp_path)) == sorted({fifo.name, target.name})
 
 
 def test_a_write_to_a_folder_names_it(tmp_path):

@@ -363,6 +363,9 @@ def train(args) -> int:
         folder = os.path.dirname(os.path.abspath(path)) if path else None
         if folder and not os.path.isdir(folder):  # say so now, not after training
             raise ChainruleError(f"{flag} {path}: folder {folder} does not exist")
+        if path and os.path.exists(path) and not os.path.isfile(path):  # a FIFO would hang
+            raise ChainruleError(f"{flag} {path}: expected a regular file to write, got a "
+                                 + ("directory" if os.path.isdir(path) else "special file"))
     if args.dropout_scaling is not None and args.dropout == 0:  # it would change nothing
         raise ChainruleError(f"--dropout-scaling {args.dropout_scaling} expected --dropout P "
                              "with P > 0, got no dropout")

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import struct
 
 import numpy as np
@@ -60,15 +61,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     the next write of the same ``path`` removes those whose process is no longer running.
     An ``OSError`` names ``path`` (not the temporary file).
 
-    A symbolic link is kept: the file it points to is the one replaced. A device or a FIFO
-    (``/dev/null``, ``/dev/stdout``) is not replaced but written to, as ``open`` would: it
-    holds no old file to keep, and renaming over it would remove the device itself.
+    A symbolic link is kept: the file it points to is the one replaced. An existing target
+    that is not a regular file is refused before anything is written: a folder raises
+    ``IsADirectoryError``; a FIFO, a device (``/dev/null``) or a socket raises
+    :class:`~chainrule.errors.InputError` (writing into a FIFO waits for a reader forever,
+    and renaming over a device would remove the device itself).
     """
     path = fspath(path)
     target = os.path.realpath(path)
-    if os.path.exists(target) and not os.path.isfile(target):
-        _write_special(target, path, data)
-        return
+    _check_target(target, path)
     folder, base = os.path.split(target)
     _remove_stale_temporaries(folder, base)
     try:
@@ -91,15 +92,19 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         _fsync_folder(folder)
 
 
-def _write_special(target: str, path: str, data: bytes) -> None:
-    """Write ``data`` into the existing non-regular file ``target`` (named ``path``)."""
-    if os.path.isdir(target):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+def _check_target(target: str, path: str) -> None:
+    """Refuse an existing ``target`` (``path``, its links resolved) that is no regular file."""
     try:
-        with open(target, "wb") as f:
-            f.write(data)
-    except OSError as e:
-        raise _naming(e, path) from None
+        mode = os.stat(target).st_mode
+    except OSError:  # none yet (or unreachable: creating the temporary file will say)
+        return
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if not stat.S_ISREG(mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+        raise InputError(f"{path}: expected a regular file to write, got {kind}, a special file "
+                         "(a FIFO would wait for a reader, a device be replaced)")
 
 
 def _naming(e: OSError, path: str) -> OSError:
