@@ -496,3 +496,22 @@ def test_a_fifo_to_write_exits_2_before_training(iris_csv, tmp_path, capsys, fla
     assert done == [2]
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{flag} {fifo}: expected a regular file" in err, err
+
+
+@pytest.mark.parametrize("bom", [False, True], ids=["plain", "byte-order-mark"])
+def test_train_save_predict_with_and_without_a_byte_order_mark(iris_csv, tmp_path, capsys,
+                                                               bom):
+    """Excel's "CSV UTF-8" starts with a BOM: it is no part of the first column's name."""
+    mark = b"\xef\xbb\xbf" if bom else b""
+    for name in ("iris.csv", "new.csv"):
+        (tmp_path / f"m-{name}").write_bytes(mark + (iris_csv / name).read_bytes())
+    model = tmp_path / "m.safetensors"
+    assert main(["train", "--data", str(tmp_path / "m-iris.csv"), "--epochs", "1",
+                 "--hidden", "4", "--save", str(model), "--no-progress"]) == 0
+    from chainrule.serialization import load_checkpoint
+    features = load_checkpoint(model)[2]["cli"]["features"]
+    assert features[0] == "sepal_length", features
+    capsys.readouterr()
+    assert main(["predict", str(model), str(tmp_path / "m-new.csv")]) == 0
+    assert capsys.readouterr().out.count("\n") == 4  # header and 3 rows
+    assert main(["evaluate", str(model), str(tmp_path / "m-iris.csv")]) == 0

@@ -94,3 +94,11 @@ def test_bad_csv_files(tmp_path, text, label, match):
 def test_missing_csv():
     with pytest.raises(ChainruleError, match="cannot read"):
         datasets.load_csv("/nonexistent/file.csv", "y")
+
+
+def test_read_csv_drops_a_byte_order_mark(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfa,b,y\r\n1,2,x\r\n3,4,z\r\n")
+    X, labels, names = datasets.read_csv(path, "y")
+    assert names == ["a", "b"] and labels == ["x", "z"]
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])

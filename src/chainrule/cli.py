@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import codecs
 import csv
 import io
 import json
@@ -241,6 +242,8 @@ def _check_csv(path, label: str | None) -> list[str]:
         line = data.count(b"\n", 0, data.index(b"\0")) + 1
         raise ChainruleError(f"{where}: expected a text CSV file, got binary data (a NUL byte "
                              f"on line {line})")
+    if data.startswith(codecs.BOM_UTF8):  # Excel's "CSV UTF-8": not part of the first name
+        data = data[len(codecs.BOM_UTF8):]
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

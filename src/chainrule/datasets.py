@@ -117,7 +117,7 @@ def read_csv(path, label: str | None = None) -> tuple[np.ndarray, list[str], lis
     """``(X, labels, feature_names)`` from a CSV with a header; ``label`` may be absent
     (for prediction), then ``labels`` is empty."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # a BOM (Excel) is dropped
             rows = list(csv.reader(f))
     except OSError as e:
         raise InputError(f"cannot read CSV file {os.fspath(path)!r}: {e.strerror}") from None
