@@ -320,6 +320,9 @@ FORGED_CLI = [
     ("classes-numbers", _set("classes", [1, 2, 3]), "cli.classes"),
     ("classes-many", _set("classes", [str(i) for i in range(10_000)]), "cli.classes"),
     ("classes-repeated", _set("classes", ["setosa"] * 3), "cli.classes"),
+    ("classes-line-break", _set("classes", ["setosa", "x\nINJECTED", "virginica"]),
+     "cli.classes"),
+    ("classes-carriage-return", _set("classes", ["setosa", "x\r", "virginica"]), "cli.classes"),
     ("features-empty", _set("features", []), "cli.features"),
     ("features-short", _set("features", ["a", "b"]), "cli.features"),
     ("features-string", _set("features", "abcd"), "cli.features"),
@@ -515,3 +518,14 @@ def test_train_save_predict_with_and_without_a_byte_order_mark(iris_csv, tmp_pat
     assert main(["predict", str(model), str(tmp_path / "m-new.csv")]) == 0
     assert capsys.readouterr().out.count("\n") == 4  # header and 3 rows
     assert main(["evaluate", str(model), str(tmp_path / "m-iris.csv")]) == 0
+
+
+@pytest.mark.parametrize("label", ["x\ny", "x\ry", "tab\there", "x\u2028y"])
+def test_a_class_name_with_a_control_character_exits_2_at_train_time(tmp_path, capsys, label):
+    """predict writes one class name per line: a line break in one would shift every row."""
+    path = tmp_path / "labels.csv"
+    rows = [[i, i % 3, label if i % 2 else "plain"] for i in range(20)]
+    write_csv(path, ["a", "b", "y"], rows)
+    err = one_line_error(["train", "--data", str(path), "--epochs", "1", "--no-progress"],
+                         capsys, path)
+    assert "control characters" in err

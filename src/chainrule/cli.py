@@ -20,6 +20,7 @@ import os
 import re
 import stat
 import sys
+import unicodedata
 import warnings
 
 import numpy as np
@@ -214,8 +215,20 @@ def _load_data(args):
             f"got {args.data!r} ({e.strerror})") from None
     if args.label is None:  # default: the last column of the header
         args.label = header[-1]
-    return datasets.load_csv(args.data, args.label, task=args.task, test_size=args.test_size,
+    data = datasets.load_csv(args.data, args.label, task=args.task, test_size=args.test_size,
                              rng=args.seed)
+    bad = _unprintable(data.classes)
+    if bad is not None:
+        raise ChainruleError(f"{args.data}: expected class names in the label column "
+                             f"{_short(args.label)} without control characters or line "
+                             f"breaks (predict writes one per line), got {_short(bad)}")
+    return data
+
+
+def _unprintable(names: list) -> str | None:
+    """The first of ``names`` holding a control character or a line break, if any."""
+    return next((n for n in names if any(
+        unicodedata.category(ch) in ("Cc", "Zl", "Zp") for ch in n)), None)
 
 
 # -- CSV files: what datasets.read_csv would turn into a traceback, a warning or a wrong class
@@ -474,6 +487,9 @@ def _check_info(path, model, info: dict, tensors: dict) -> None:
         if not ok or len(set(classes)) != len(classes):
             raise fail("classes", f"a list of {max(n_out, 2)} distinct class names (the "
                        "model's outputs)", classes)
+        if _unprintable(classes) is not None:
+            raise fail("classes", "class names without control characters or line breaks",
+                       _unprintable(classes))
     elif classes != []:
         raise fail("classes", "[] for a regression model", classes)
     if not isinstance(info["data"], str):
