@@ -529,3 +529,38 @@ def test_a_class_name_with_a_control_character_exits_2_at_train_time(tmp_path, c
     err = one_line_error(["train", "--data", str(path), "--epochs", "1", "--no-progress"],
                          capsys, path)
     assert "control characters" in err
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's VmHWM")
+@pytest.mark.parametrize("task", ["regression", "one-class"])
+def test_a_csv_of_100000_columns_and_3_rows_is_refused_within_200_mb(tmp_path, task):
+    """Too few rows for the validation split (or one class): said before a network of 100,000
+    inputs is built (the code before built one, 300 MB, for fit to refuse the split)."""
+    path = tmp_path / "wide.csv"
+    labels = [0.5, 1.5, 2.5] if task == "regression" else [1, 1, 1]
+    write_csv(path, [f"c{i}" for i in range(100_000)] + ["y"],
+              [[1.0 + r] * 100_000 + [labels[r]] for r in range(3)])
+    # The peak of this process alone: VmHWM (ru_maxrss would count the forked pytest too).
+    script = ("import sys\n"
+              "from chainrule.cli import main\n"
+              "code = main(sys.argv[1:])\n"
+              "status = open('/proc/self/status').read()\n"
+              "print(status.split('VmHWM:')[1].split()[0], file=sys.stderr)\n"
+              "sys.exit(code)\n")
+    argv = ["train", "--data", str(path), "--no-progress"]
+    if task == "regression":
+        argv += ["--task", "regression"]
+    result = subprocess.run([sys.executable, "-c", script, *argv], capture_output=True,
+                            text=True, timeout=120)
+    *lines, peak = result.stderr.splitlines()
+    assert int(peak) < 200 * 1024, f"peak {int(peak) // 1024} MB"
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("chainrule: error: ") and str(path) in lines[0], lines
+    assert "validation" in lines[0] or "2 classes" in lines[0], lines
+
+
+def test_a_csv_of_only_a_label_column_exits_2_saying_it_needs_features(tmp_path, capsys):
+    path = tmp_path / "label-only.csv"
+    write_csv(path, ["y"], [[i % 2] for i in range(20)])
+    err = one_line_error(["train", "--data", str(path), "--no-progress"], capsys, path)
+    assert "at least one feature column" in err, err

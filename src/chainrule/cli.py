@@ -390,6 +390,7 @@ def train(args) -> int:
                              "--batch-norm, got no batch norm")
     rng = np.random.default_rng(args.seed)
     data = _load_data(args)
+    _check_split(args, data)  # before a network of many inputs is built only to be refused
     model, loss = build_mlp(data.X_train.shape[1], args.hidden, data.task, data.n_outputs,
                             activation=args.activation, init=args.init, dropout=args.dropout,
                             batch_norm=args.batch_norm,
@@ -430,6 +431,23 @@ def train(args) -> int:
         print(f"wrote report to {args.report}", file=sys.stderr)
     _print_metrics(metrics)
     return 0
+
+
+def _check_split(args, data) -> None:
+    """The data set has feature columns, two classes or more (for classification) and
+    training rows enough for ``--validation-split`` (as ``fit`` requires)."""
+    if data.X_train.shape[1] == 0:
+        raise ChainruleError(f"{data.name}: expected at least one feature column besides the "
+                             f"label column {_short(args.label)}, got none")
+    if data.task == "classification" and data.n_outputs < 2:
+        raise ChainruleError(f"{data.name}: expected at least 2 classes in the label column "
+                             f"{_short(args.label)}, got {data.n_outputs}")
+    n = len(data.y_train)
+    n_val = int(round(n * args.validation_split))
+    if args.validation_split > 0 and not 1 <= n_val < n:
+        raise ChainruleError(f"{data.name}: expected training rows enough for "
+                             f"--validation-split {args.validation_split} to leave at least one "
+                             f"for training and one for validation, got {n}")
 
 
 def _save(args, model, data, y_scale):
