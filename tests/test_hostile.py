@@ -451,6 +451,24 @@ def test_batchnorm_eps_that_divides_by_zero_is_refused(tmp_path, dtype, eps):
     assert not (tmp_path / "new.safetensors").exists()
 
 
+@pytest.mark.parametrize("eps", [1e39, 1e300], ids=["1e39", "1e300"])
+def test_batchnorm_eps_beyond_its_dtype_is_refused_without_a_warning(tmp_path, eps):
+    import warnings
+    net = cr.Sequential(cr.Linear(2, 2, rng=0), cr.BatchNorm(2))  # float32: eps becomes inf
+    path = tmp_path / "bn.safetensors"
+    path.write_bytes(_with_config(_saved(net), 1, eps=eps))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert_refused_quickly(path, "BatchNorm at modules.1 expected eps")
+        net.modules[1].eps = eps
+        with pytest.raises(cr.ChainruleError, match="expected eps"):  # nor is it saved
+            cr.save(net, tmp_path / "new.safetensors")
+    float64 = cr.Sequential(cr.Linear(2, 2, rng=0, dtype=np.float64),
+                            cr.BatchNorm(2, eps=1e39, dtype=np.float64))
+    cr.save(float64, tmp_path / "f64.safetensors")  # a float64 number: kept
+    assert cr.load(tmp_path / "f64.safetensors").modules[1].eps == 1e39
+
+
 def test_leaky_relu_alpha_beyond_the_models_dtype_is_refused(tmp_path):
     for dtype, ok in ((np.float32, False), (np.float64, True)):
         net = cr.Sequential(cr.Linear(2, 2, rng=0, dtype=dtype), cr.LeakyReLU(0.1))

@@ -151,7 +151,8 @@ def check_settings(placed: list[tuple[str, object]], dtype, fail) -> None:
     (None: float32, what a model without parameters computes in) predict NaN or inf:
 
     - ``BatchNorm``'s eps must be a positive normal number in its dtype: with eps = 0 (or one
-      that rounds to 0) a unit whose running variance is 0 divides 0 by 0 in eval mode;
+      that rounds to 0) a unit whose running variance is 0 divides 0 by 0 in eval mode, and
+      one beyond the dtype's largest (1e39 in float32) becomes inf there;
     - ``LeakyReLU``'s alpha must be representable in the model's dtype (1e308 becomes inf in
       float32, and inf · 0 = NaN).
 
@@ -162,9 +163,10 @@ def check_settings(placed: list[tuple[str, object]], dtype, fail) -> None:
         where = prefix.rstrip(".") or "model"
         if isinstance(module, BatchNorm):
             info = np.finfo(module.running_var.dtype)
-            if not module.eps >= info.tiny:
-                raise fail(f"BatchNorm at {where} expected eps ≥ {info.tiny:g} (a positive "
-                           f"normal {info.dtype} number), got {module.eps!r}")
+            tiny, largest = float(info.tiny), float(info.max)  # comparing casts nothing
+            if not tiny <= float(module.eps) <= largest:
+                raise fail(f"BatchNorm at {where} expected eps in [{tiny:g}, {largest:g}] (a "
+                           f"positive normal {info.dtype} number), got {module.eps!r}")
         elif isinstance(module, LeakyReLU):
             largest = float(np.finfo(dtype).max)  # a Python float: comparing casts nothing
             if not abs(module.alpha) <= largest:
