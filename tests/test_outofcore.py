@@ -191,7 +191,8 @@ def test_an_array_like_without_row_slicing_is_refused():
         def __getitem__(self, rows):
             return np.zeros((1, 3))
 
-    with pytest.raises(ValueError, match=r"expected X\[0:2\] to give 2 rows of shape \(3,\)"):
+    with pytest.raises(ValueError,
+                       match=r"a slice of rows 0:2 expected 2 rows of shape \(3,\), got 1 rows"):
         _fit(WrongRows(), np.zeros(10, int))
 
 
@@ -278,3 +279,38 @@ def test_a_run_over_many_windows_stopped_and_resumed_ends_as_the_run_never_stopp
                                progress=False)
     _same((model, resumed), (whole, h))
     assert h.history["loss"] != _fit(X, y, epochs=3)[1].history["loss"]  # not memory's order
+
+
+class _ShortRows:
+    """An array-like whose ``.shape`` promises twice the rows it holds."""
+
+    def __init__(self, A):
+        self.A, self.shape, self.dtype = A, (2 * len(A), *A.shape[1:]), A.dtype
+
+    def __getitem__(self, rows):
+        return self.A[rows]
+
+
+@pytest.mark.parametrize("sampling", ["epochs", "replacement"])
+def test_an_array_like_with_fewer_rows_than_its_shape_is_refused(sampling):
+    X = _data()[0][:500]
+    with pytest.raises(cr.errors.InputError,
+                       match=r"fit expected X to hold the rows its \.shape \(1000, 6\) "
+                             r"promises: a slice of rows 0:1000 expected 1000 rows of shape "
+                             r"\(6,\), got 500 rows"):
+        cr.fit(_model(), cr.NLLM(), _ShortRows(X), np.zeros(1000, int), epochs=1,
+               sampling=sampling, progress=False)
+
+
+def test_a_dask_array_of_unknown_chunk_sizes_is_refused():
+    da = pytest.importorskip("dask.array")
+    from chainrule.sklearn import MLPClassifier
+
+    X = da.from_array(_data()[0][:60], chunks=(20, F))
+    X = X[X[:, 0] > -100]  # shape (nan, 6)
+    message = (r"X has an unknown number of rows \(a Dask array with unknown chunk sizes: "
+               r"call X\.compute_chunk_sizes\(\)\)")
+    with pytest.raises(cr.errors.InputError, match=message):
+        cr.fit(_model(), cr.NLLM(), X, np.zeros(60, int), epochs=1, progress=False)
+    with pytest.raises(cr.errors.InputError, match=message):
+        MLPClassifier(epochs=1).fit(X, np.r_[np.zeros(30), np.ones(30)])

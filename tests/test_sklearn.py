@@ -764,3 +764,12 @@ def test_a_dask_array_is_read_a_chunk_at_a_time_by_fit_and_predict(iris):
     params = dict(hidden_layer_sizes=(8,), epochs=3, random_state=0)
     lazy = MLPClassifier(**params).fit(Xd, y)
     assert np.array_equal(lazy.predict(Xd), MLPClassifier(**params).fit(X, y).predict(X))
+
+
+@pytest.mark.parametrize("v", [1e-300, 1e39, 1e200])
+def test_uniform_sample_weights_of_any_size_are_no_weights(v):
+    rs = np.random.RandomState(0)
+    X, y = rs.randn(50, 3).astype(np.float32), rs.randn(50).astype(np.float32)
+    a = MLPRegressor((8,), epochs=2, random_state=0).fit(X, y)
+    b = MLPRegressor((8,), epochs=2, random_state=0).fit(X, y, sample_weight=np.full(50, v))
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))

@@ -659,9 +659,9 @@ def test_weighted_loss_gradient_by_central_differences(case, reduction):
         numeric[idx] = (case.make(reduction)(up, Y, w) - case.make(reduction)(down, Y, w)) / (
             2 * eps)
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6, atol=1e-8)
-    # by hand: the weighted mean of the unweighted per-row losses
+    # by hand: Σᵢ wᵢ Lᵢ of the unweighted per-row losses, over the n rows for "mean"
     per_row = [case.make("sum")(A[i:i + 1], Y[i:i + 1]) for i in range(6)]
-    expected = np.dot(w, per_row) / (w.sum() if reduction == "mean" else 1.0)
+    expected = np.dot(w, per_row) / (len(w) if reduction == "mean" else 1.0)
     assert loss(A, Y, w) == pytest.approx(expected, rel=1e-12)
 
 
@@ -683,3 +683,91 @@ def test_weights_all_zero_in_a_batch_give_zero_loss_and_gradient():
     A = np.ones((3, 2))
     assert loss.forward(A, np.zeros((3, 2)), np.zeros(3)) == 0.0
     assert not loss.backward().any()
+
+
+# -- sample_weight: unbiased mini-batches, any scale --------------------------------------------
+
+def _step_losses(w, **kwargs):
+    """Each step's loss of a model that predicts 0 (and does not move: lr = 0) on 4 rows."""
+    model = cr.Sequential(cr.Linear(1, 1, dtype=np.float64))
+    for p in model.parameters():
+        p.data[...] = 0.0
+    seen = []
+
+    class Record:
+        def on_step_end(self, step, logs):
+            seen.append(logs["loss"])
+
+    X, Y = np.zeros((4, 1)), np.array([[10.0], [0.0], [0.0], [0.0]])
+    cr.fit(model, cr.SquareLoss(), X, Y, sample_weight=w, optimizer=cr.SGD(lr=0.0),
+           batch_size=2, rng=0, progress=False, callbacks=[Record()], **kwargs)
+    return np.array(seen)
+
+
+def test_weighted_mini_batch_losses_are_unbiased_for_the_repeated_rows():
+    # L = (0 - 10)² = 100 on row 0, 0 elsewhere; w = [3, 1, 1, 1] is the data with row 0
+    # three times: over its ordered pairs of distinct rows, a batch of 2 has mean loss 50.
+    w = np.array([3.0, 1.0, 1.0, 1.0])
+    rows6 = np.repeat(np.arange(4), w.astype(int))
+    pairs6 = [(a, b) for a in range(6) for b in range(6) if a != b]
+    L = np.where(np.arange(4) == 0, 100.0, 0.0)
+    assert np.mean([(L[rows6[a]] + L[rows6[b]]) / 2 for a, b in pairs6]) == 50.0
+    # each epoch's two batches split the 4 rows: their losses average to the expectation,
+    # 50 (a batch's own Σ wᵢ would give 75 and 0, i.e. 37.5)
+    losses = _step_losses(w, epochs=20).reshape(20, 2)
+    np.testing.assert_allclose(losses.mean(axis=1), 50.0, rtol=1e-14)
+    np.testing.assert_allclose(sorted(losses[0]), [0.0, 100.0], rtol=1e-14)
+    # over all 12 ordered pairs of the 4 rows, as fit weighs them (w / w̄)
+    loss, wn = cr.SquareLoss(), w / w.mean()
+    A, Y = np.zeros((4, 1)), L[:, None] ** 0.5
+    pairs = [[a, b] for a in range(4) for b in range(4) if a != b]
+    assert np.mean([loss.forward(A[p], Y[p], wn[p]) for p in pairs]) == pytest.approx(
+        50.0, rel=1e-14)
+    # with replacement too, the steps' mean tends to 50
+    assert _step_losses(w, epochs=2000, sampling="replacement").mean() == pytest.approx(
+        50.0, rel=0.05)
+
+
+@pytest.mark.parametrize("v", [1e-300, 1e-45, 1e38, 1e200, 3.0])
+def test_uniform_weights_of_any_size_train_exactly_as_no_weights(v):
+    rs = np.random.RandomState(0)
+    X, Y = rs.randn(50, 3).astype(np.float32), rs.randn(50, 1).astype(np.float32)
+    runs = []
+    for w in (None, np.full(50, v)):
+        model = cr.Sequential(cr.Linear(3, 1, rng=0, dtype=np.float32))
+        h = cr.fit(model, cr.SquareLoss(), X, Y, sample_weight=w, epochs=2, rng=0,
+                   batch_size=8, validation_split=0.2, progress=False)
+        runs.append((weights(model), {k: v for k, v in h.history.items() if k != "time"}))
+    assert_same_weights(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]
+
+
+def test_weights_far_apart_train_and_validate_as_their_ratios():
+    X, y = blobs(60)
+    w = np.linspace(1.0, 4.0, 60)
+    runs = []
+    for scale in (1.0, 1e300, 1e-300):
+        model = mlp()
+        h = cr.fit(model, cr.NLLM(), X, y, sample_weight=w * scale, epochs=2, rng=0,
+                   validation_data=(X, y, w * scale), progress=False)
+        runs.append((weights(model), {k: v for k, v in h.history.items() if k != "time"}))
+    for other in runs[1:]:
+        for a, b in zip(runs[0][0], other[0]):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+        for key, values in runs[0][1].items():
+            np.testing.assert_allclose(other[1][key], values, rtol=1e-6)
+
+
+def test_weight_ratios_that_overflow_the_dtype_are_refused():
+    from chainrule.arrays import normalised_weights
+
+    w = np.r_[1.0, np.zeros(70_000)]  # row 0 weighs 70001 times the mean
+    with pytest.raises(cr.errors.InputError, match=r"ratios to their mean fit in the model's "
+                       r"float16 \(at most 65504\), got a weight 70001 times the mean"):
+        normalised_weights(w, np.float16, "fit")
+    assert normalised_weights(w, np.float32, "fit").max() == 70001.0
+    X, y = blobs(60)
+    with pytest.raises(ValueError, match=r"sample_weight > 0 among the training rows, got 48 "
+                       r"weights that are all zero"):
+        cr.fit(mlp(), cr.NLLM(), X, y, sample_weight=np.r_[np.zeros(48), np.ones(12)],
+               validation_split=0.2, progress=False)

@@ -71,9 +71,19 @@ def is_sparse(A) -> bool:
     return sparse is not None and sparse.issparse(A)
 
 
-def n_rows(A) -> int:
+def n_rows(A, name: str = "X", owner: str = "fit") -> int:
     """Rows of an array-like (``len`` fails on a sparse matrix and is missing on zarr 3)."""
-    return int(A.shape[0]) if hasattr(A, "shape") else len(A)
+    if not hasattr(A, "shape"):
+        return len(A)
+    n = A.shape[0] if len(A.shape) else None
+    if isinstance(n, (int, np.integer)):
+        return int(n)
+    if hasattr(A, "compute_chunk_sizes"):
+        raise InputError(f"{owner} expected {name} with a known number of rows, got {name} "
+                         f"of shape {A.shape}: {name} has an unknown number of rows (a Dask "
+                         f"array with unknown chunk sizes: call {name}.compute_chunk_sizes())")
+    raise InputError(f"{owner} expected {name} whose .shape[0] is a number of rows, got "
+                     f"{describe(A)} of shape {A.shape}")
 
 
 def as_sparse_matrix(X, name: str, owner: str, dtype) -> object:
@@ -116,6 +126,32 @@ def check_sample_weight(w, n: int, owner: str) -> np.ndarray:
     return w
 
 
+def normalised_weights(w: np.ndarray | None, dtype, owner: str,
+                       rows: str = "training rows") -> np.ndarray | None:
+    """Checked weights divided by their mean, w / w̄, computed in float64: ``fit``'s batch
+    losses Σᵢ wᵢ Lᵢ / K are then unbiased for the weighted mean over all rows (see ``fit``).
+
+    None for uniform weights of any size (they are no weights). Refused when a weight over
+    the mean does not fit in ``dtype`` (the model's), or when every weight is 0.
+    """
+    if w is None:
+        return None
+    top = w.max()
+    if top == 0:
+        raise InputError(f"{owner} expected at least one sample_weight > 0 among the {rows}, "
+                         f"got {len(w)} weights that are all zero")
+    w = w / top  # in [0, 1]: the mean cannot overflow, w / w̄ is at most n
+    w = w / w.mean()
+    if (w == 1).all():
+        return None
+    largest = float(w.max())
+    if dtype is not None and largest > float(np.finfo(dtype).max):
+        raise InputError(f"{owner} expected sample_weight whose ratios to their mean fit in "
+                         f"the model's {np.dtype(dtype)} (at most {np.finfo(dtype).max:g}), "
+                         f"got a weight {largest:g} times the mean")
+    return w
+
+
 def take(A, rows):
     """Rows of an in-memory or sparse array, as a dense ndarray: a slice (a view), or
     gathered by ``take``, which is faster than ``A[idx]``."""
@@ -149,7 +185,7 @@ class Rows:
             raise InputError(f"{owner} expected {name} as an array-like with .shape and row "
                              f"slicing ({name}[a:b]), got {type(data).__name__}")
         self.data, self.name, self.owner = data, name, owner
-        self.start, self.stop = 0, int(shape[0])
+        self.start, self.stop = 0, n_rows(data, name, owner)
         self.row_shape = tuple(int(s) for s in shape[1:])
         self.convert = None  # a window's rows -> what fit trains on (dtype, target form)
         self.out_dtype = None  # the dtype convert gives, when known
@@ -200,6 +236,7 @@ class Rows:
                 f"{self.owner} expected {self.name} to be indexable by a sorted int array "
                 f"(for sampling='replacement'), got {describe(self.data)} whose "
                 f"{self.name}[idx] raised {type(e).__name__}: {e}") from None
+        self._check_rows(A, len(unique), f"the sorted rows {self.name}[idx]")
         return self._converted(A if len(unique) == len(rows) and (unique == rows).all()
                                else A.take(inverse.reshape(-1), axis=0))
 
@@ -243,6 +280,8 @@ class Rows:
     def read(self, ranges: list[tuple[int, int]]) -> np.ndarray:
         """The rows of ``ranges``, one after the other, converted."""
         parts = _compute([self._lazy(a, b) for a, b in ranges])
+        for (a, b), part in zip(ranges, parts):
+            self._check_rows(part, b - a, self._slice(a, b))
         A = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return self._converted(A)
 
@@ -257,10 +296,20 @@ class Rows:
             raise InputError(f"{self.owner} expected {self.name} to support row slicing "
                              f"{self.name}[a:b], got {describe(self.data)} whose "
                              f"{self.name}[{a}:{b}] raised {type(e).__name__}: {e}") from None
-        if A.shape != (b - a, *self.row_shape):
-            raise InputError(f"{self.owner} expected {self.name}[{a}:{b}] to give "
-                             f"{b - a} rows of shape {self.row_shape}, got {describe(A)}")
+        self._check_rows(A, b - a, self._slice(a, b))
         return A
+
+    def _slice(self, a: int, b: int) -> str:
+        return f"a slice of rows {self.start + a}:{self.start + b}"
+
+    def _check_rows(self, A: np.ndarray, n: int, what: str) -> None:
+        """What ``.shape`` promised: ``n`` rows of ``row_shape`` in the part ``what`` read."""
+        if A.shape != (n, *self.row_shape):
+            given = f"{len(A)} rows" if A.ndim and A.shape[1:] == self.row_shape else describe(A)
+            raise InputError(
+                f"{self.owner} expected {self.name} to hold the rows its .shape "
+                f"{tuple(self.data.shape)} promises: {what} expected {n} rows of shape "
+                f"{self.row_shape}, got {given}")
 
     def _converted(self, A: np.ndarray) -> np.ndarray:
         return A if self.convert is None else self.convert(A)

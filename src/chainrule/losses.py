@@ -5,14 +5,16 @@ value and caches what ``loss.backward() -> dL/dA`` needs (an array of ``A``'s sh
 dtype). ``reduction="mean"`` (default) divides the sum over samples by n; ``"sum"`` does not.
 
 Per-row weights (beyond the notes): ``loss(A, Y, weights)`` with wᵢ ≥ 0 counts row i's loss
-Lᵢ wᵢ times::
+Lᵢ wᵢ times, over the n rows of A::
 
-    "sum":   Σᵢ wᵢ Lᵢ             "mean":  Σᵢ wᵢ Lᵢ / Σᵢ wᵢ          (0 when every wᵢ = 0)
+    "sum":   Σᵢ wᵢ Lᵢ             "mean":  Σᵢ wᵢ Lᵢ / n
 
-so unit weights give the unweighted loss, bit for bit in its gradient, and integer weights
-the loss of a batch with row i repeated wᵢ times. ``dL/dA``'s row i is wᵢ times its
-unweighted row, divided by Σᵢ wᵢ for ``"mean"``. Each loss gives its per-row values in
-``_rows`` (used only with weights) beside its sum ``_sum``.
+so unit weights give the unweighted loss, bit for bit in its gradient. ``dL/dA``'s row i is
+wᵢ times its unweighted row (divided by n for ``"mean"``). The mean divides by n, not Σᵢ wᵢ:
+``fit`` passes weights divided by their mean over the training set (w / w̄), so a batch's
+mean is an unbiased estimate of the weighted mean over all rows, Σᵢ wᵢ Lᵢ / Σᵢ wᵢ, which is
+the loss of the data with row i repeated wᵢ times (see ``fit``). Each loss gives its per-row
+values in ``_rows`` (used only with weights) beside its sum ``_sum``.
 
 ``check_targets(Y, A_shape, dtype)`` does the checking once, and ``forward(A, Y)`` computes
 on checked targets; ``fit`` uses the two so its inner loop never re-validates.
@@ -75,7 +77,6 @@ class Loss:
         """
         self.A, self.Y, self.weights = A, Y, weights
         if weights is not None:
-            self.weight_sum = float(weights.sum())
             self._weight_column = weights.astype(A.dtype).reshape(-1, 1)
             return float(np.dot(weights, self._rows(A, Y))) * self._scale()
         total = float(self._sum(A, Y))
@@ -86,23 +87,16 @@ class Loss:
         if self.A is None:
             raise InputError(f"{self!r}.backward() needs a forward first: call loss(A, Y)")
         dLdA = self._grad(self.A, self.Y)
-        if self.weights is not None:  # wᵢ times row i, then divided as the mean is
+        if self.weights is not None:  # wᵢ times row i
             dLdA *= self._weight_column
-            if self.reduction == "mean":
-                dLdA /= self.weight_sum if self.weight_sum > 0 else np.inf  # all 0: gives 0
-            return dLdA
         if self.reduction == "mean":
             dLdA /= len(self.A)
         return dLdA
 
     def _scale(self) -> float:
-        """The reduction's factor: 1/n, or 1/Σᵢ wᵢ with weights (0 when that sum is 0), for
-        ``"mean"``; 1 for ``"sum"``."""
-        if self.reduction == "sum":
-            return 1.0
-        if self.weights is None:
-            return 1.0 / len(self.A)
-        return 1.0 / self.weight_sum if self.weight_sum > 0 else 0.0
+        """The reduction's factor: 1/n for ``"mean"`` (with or without weights), 1 for
+        ``"sum"``."""
+        return 1.0 / len(self.A) if self.reduction == "mean" else 1.0
 
     def check_targets(self, Y, A_shape: tuple, dtype) -> np.ndarray:
         """``Y`` checked against ``A``'s shape, in the form ``forward`` expects."""

@@ -30,8 +30,9 @@ The initial weights are drawn in float64 and cast, so float32 and float64 data w
 Data: ``X`` may be dense, a ``scipy.sparse`` matrix (each batch is made dense, never the whole
 matrix) or an array-like read a window at a time (``numpy.memmap``, ``h5py.Dataset``,
 ``zarr.Array``, a Dask array; see :mod:`chainrule.arrays`). ``fit`` and ``partial_fit`` take
-``sample_weight`` (the loss of row i counts wᵢ times, the mean is Σ wᵢ Lᵢ / Σ wᵢ per batch;
-with ``batch_size=None`` integer weights train exactly as repeated rows), and ``score`` is
+``sample_weight`` (the loss of row i counts wᵢ times: a batch of K rows has the loss
+Σ wᵢ Lᵢ / (K · w̄), w̄ the mean weight, unbiased for the weighted mean over all rows and so
+for integer weights for the repeated rows; see :func:`chainrule.fit`), and ``score`` is
 weighted by scikit-learn's mixins.
 
 Errors: bad values raise ``ValueError`` (scikit-learn's own for what ``validate_data`` checks,

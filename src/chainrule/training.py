@@ -30,7 +30,15 @@ import numpy as np
 from . import progress as _progress
 from ._rng import as_generator
 from ._validate import as_float_matrix, check_finite, check_float, check_int
-from .arrays import Dataset, Rows, as_sparse_matrix, check_sample_weight, kind, n_rows
+from .arrays import (
+    Dataset,
+    Rows,
+    as_sparse_matrix,
+    check_sample_weight,
+    kind,
+    n_rows,
+    normalised_weights,
+)
 from .buffer import store_for
 from .callbacks import EarlyStopping
 from .checkpoint import read_checkpoint, write_checkpoint
@@ -78,10 +86,16 @@ def fit(model, loss, X, Y, *, optimizer=None, epochs: int = 10, batch_size: int 
         point i", 6.6.2); an epoch is then ``ceil(n / batch_size)`` steps of ``batch_size``
         rows each, and ``shuffle`` has no effect.
     sample_weight : array (n_samples,), optional
-        Per-row weights of the loss, finite and ≥ 0 (beyond the notes): each batch's loss
-        is Σᵢ wᵢ Lᵢ / Σᵢ wᵢ under ``reduction="mean"`` (see :mod:`chainrule.losses`), the
-        History's loss and accuracy are weighted the same way, and a ``validation_split``
-        takes its rows' weights along. Unit weights train exactly as no weights.
+        Per-row weights of the loss, finite and ≥ 0 (beyond the notes). They are divided
+        once by their mean w̄ over the training rows (in float64), and a batch of K rows has
+        the loss Σᵢ wᵢ Lᵢ / (K · w̄) under ``reduction="mean"`` (see
+        :mod:`chainrule.losses`): its expectation over the batches is the weighted mean
+        Σᵢ wᵢ Lᵢ / Σᵢ wᵢ over all training rows, which for integer weights is the loss of
+        the data with row i repeated wᵢ times (a batch's own Σᵢ wᵢ would bias it). Uniform
+        weights of any size train exactly as no weights; weights whose ratio to their
+        mean does not fit in the model's dtype are refused. The History's loss and
+        accuracy, and the validation loss, are weighted means Σᵢ wᵢ Lᵢ / Σᵢ wᵢ over all
+        their rows; a ``validation_split`` takes its rows' weights along.
     validation_data : (X_val, Y_val) or (X_val, Y_val, sample_weight_val), optional
     validation_split : float in [0, 1), default 0
         Hold out this fraction of the rows (the last ones, before shuffling) for validation.
@@ -320,9 +334,9 @@ class _Tally:
     def add(self, value: float, A: np.ndarray, Yb: np.ndarray, norms: np.ndarray,
             wb: np.ndarray | None = None) -> None:
         n = len(A) if wb is None else float(wb.sum())  # rows, or the batch's total weight
-        # a batch's loss is the (weighted) mean over its rows under reduction="mean": weigh
-        # it by its rows (its weight)
-        self.loss_sum += value * n if self.per_row else value
+        # under reduction="mean" a batch's loss is Σᵢ wᵢ Lᵢ / K (wᵢ = 1 without weights):
+        # the epoch's loss is Σ wᵢ Lᵢ / Σ wᵢ over its rows
+        self.loss_sum += value * len(A) if self.per_row else value
         if self.classifies:
             self.correct += _n_correct(self.loss, A, Yb, wb)
         self.steps, self.seen = self.steps + 1, self.seen + n
@@ -435,9 +449,11 @@ def _predict(model, X: np.ndarray) -> np.ndarray:
 def evaluate(model, loss, X, Y, sample_weight=None) -> dict:
     """``{"loss": ..., "accuracy": ...}`` of ``model`` on prepared ``X``, ``Y`` in eval mode.
 
-    With ``sample_weight`` (checked, float64 (n,)) both are weighted. Sparse data, and data
-    read through a :class:`~chainrule.arrays.Rows`, are predicted a window at a time.
+    With ``sample_weight`` (checked, float64 (n,)) both are weighted means,
+    Σᵢ wᵢ Lᵢ / Σᵢ wᵢ. Sparse data, and data read through a :class:`~chainrule.arrays.Rows`,
+    are predicted a window at a time.
     """
+    sample_weight = normalised_weights(sample_weight, None, "evaluate", "rows")
     if kind(X) == "memory" and kind(Y) == "memory":
         A = _predict(model, X)
         out = {"loss": loss.forward(A, Y, sample_weight)}
@@ -491,7 +507,7 @@ def _training_data(model, loss, X, Y, sample_weight, validation_data, validation
         w_val = validation_data[2] if len(validation_data) == 3 else None
         if w_val is not None:
             w_val = check_sample_weight(w_val, n_rows(X_val), owner)
-        return (X, Y, w), (X_val, Y_val, w_val)
+        return (X, Y, normalised_weights(w, X.dtype, "fit")), (X_val, Y_val, w_val)
     if validation_split > 0:
         n_val = int(round(n * validation_split))
         if n_val < 1 or n_val >= n:
@@ -500,8 +516,12 @@ def _training_data(model, loss, X, Y, sample_weight, validation_data, validation
                 f"for validation, got {validation_split} of {n} rows"
             )
         train, val = (0, n - n_val), (n - n_val, n)
-        return ([_part(A, *train) for A in (X, Y, w)], [_part(A, *val) for A in (X, Y, w)])
-    return (X, Y, w), None
+        (X, Y, w), validation = ([_part(A, *train) for A in (X, Y, w)],
+                                 [_part(A, *val) for A in (X, Y, w)])
+        if validation[2] is not None:
+            normalised_weights(validation[2], None, "fit", "validation rows")  # not all 0
+        return (X, Y, normalised_weights(w, X.dtype, "fit")), validation
+    return (X, Y, normalised_weights(w, X.dtype, "fit")), None
 
 
 def _part(A, start: int, stop: int):
