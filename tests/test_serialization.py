@@ -624,3 +624,25 @@ def test_optimizer_state_is_saved_in_the_models_order_whatever_order_it_was_step
         assert e.keys() == g.keys() == {"exp_avg", "exp_avg_sq"}
         for k in e:
             np.testing.assert_array_equal(e[k], g[k])
+
+
+def test_json_text_of_long_lists_is_what_json_dumps_writes():
+    """Long lists of numbers are encoded once per number and kept (for checkpoints written
+    every epoch); the text is still exactly ``json.dumps``'s, after growing and changing."""
+    import json
+
+    from chainrule._files import jsontext
+
+    def plain(obj):
+        return json.dumps(obj, separators=(",", ":"), default=jsontext._number)
+
+    values = [0.1, 2, np.float32(0.3), np.float64(1e300), float("inf"), True, None] * 100
+    meta = {"a": {"long": values, "nested": [[1, 2]] * 300, "é": "x"}, "b": 1.5}
+    assert jsontext.dumps(meta, "meta") == plain(meta)
+    values += [7.25] * 10  # grown at the end
+    assert jsontext.dumps(meta, "meta") == plain(meta)
+    values[3] = -1.0  # changed before the end
+    assert jsontext.dumps(meta, "meta") == plain(meta)
+    values.append({1: "x"})  # a non-string key inside a long list is still refused
+    with pytest.raises(cr.ChainruleError, match="string keys"):
+        jsontext.dumps(meta, "meta")

@@ -20,12 +20,86 @@ def dumps(obj, what: str) -> str:
 
     Raises :class:`~chainrule.errors.InputError` naming ``what`` for anything that would not
     come back as written: a non-string key, or a value JSON cannot hold.
+
+    The text is ``json.dumps(obj, separators=(",", ":"))``, but a long list of numbers is
+    encoded through :data:`_GROWING`: a History checkpointed after every epoch costs the
+    epoch's new numbers, not all of them again.
     """
-    _check_keys(obj, what)
     try:
-        return json.dumps(obj, separators=(",", ":"), default=_number)
+        return _encode(obj, what)
     except (TypeError, ValueError, RecursionError) as e:
         raise InputError(f"{what} must be JSON-serialisable: {e}") from None
+
+
+def _encode(obj, what: str) -> str:
+    if type(obj) is dict:
+        for k in obj:
+            if not isinstance(k, str):
+                raise InputError(f"{what} expected string keys, got key {k!r}")
+        return "{" + ",".join(f"{_plain(k)}:{_encode(v, what)}" for k, v in obj.items()) + "}"
+    if type(obj) is list and len(obj) >= _GROWING.min_length:
+        text = _GROWING.text(obj)
+        if text is not None:
+            return text
+    _check_keys(obj, what)
+    return _plain(obj)
+
+
+def _plain(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"), default=_number)
+
+
+_CONTAINERS = (dict, list, tuple)
+
+
+class _ListTexts:
+    """JSON text of long lists of numbers that grow at their end between writes (a History's
+    lists, written to a checkpoint after every epoch): each number is encoded once.
+
+    Keyed by the list itself (held, so that its ``id`` is not reused) for the lists seen most
+    recently, up to ``max_items`` numbers in all; a list changed anywhere but at its end (its
+    first numbers no longer those encoded) is encoded afresh.
+    """
+
+    min_length = 256
+    max_items = 1_000_000  # about 30 MB of copies and text at most
+
+    def __init__(self):
+        self._entries: dict[int, tuple[list, list, str]] = {}  # id -> (list, items, text)
+        self._items = 0
+
+    def text(self, values: list) -> str | None:
+        """``json.dumps(values)`` (compact), or None for a list that is not all numbers."""
+        entry = self._entries.pop(id(values), None)
+        items, text = [], ""
+        if entry is not None:
+            self._items -= len(entry[1])
+            if entry[0] is values and len(entry[1]) <= len(values) and _same(
+                    values[:len(entry[1])], entry[1]):
+                items, text = entry[1], entry[2]
+        new = values[len(items):]
+        if new:
+            if any(issubclass(t, _CONTAINERS) for t in set(map(type, new))):
+                return None
+            piece = _plain(new)[1:-1]
+            text = f"{text},{piece}" if text else piece
+            items.extend(new)
+        self._entries[id(values)] = (values, items, text)
+        self._items += len(items)
+        while self._items > self.max_items and self._entries:  # the oldest first
+            _, old_items, _ = self._entries.pop(next(iter(self._entries)))
+            self._items -= len(old_items)
+        return f"[{text}]"
+
+
+def _same(a: list, b: list) -> bool:
+    try:
+        return bool(a == b)  # identical objects (a NaN among them) compare equal
+    except (TypeError, ValueError):  # an array put in the list
+        return False
+
+
+_GROWING = _ListTexts()
 
 
 def parse(text: str | bytes, fail, what: str):
