@@ -25,24 +25,33 @@ def dumps(obj, what: str) -> str:
     encoded through :data:`_GROWING`: a History checkpointed after every epoch costs the
     epoch's new numbers, not all of them again.
     """
+    parts: list[str] = []
     try:
-        return _encode(obj, what)
+        _encode(obj, what, parts)
     except (TypeError, ValueError, RecursionError) as e:
         raise InputError(f"{what} must be JSON-serialisable: {e}") from None
+    return "".join(parts)  # the long texts are copied once, here
 
 
-def _encode(obj, what: str) -> str:
+def _encode(obj, what: str, parts: list[str]) -> None:
+    """Append the JSON text of ``obj`` to ``parts``, in pieces."""
     if type(obj) is dict:
         for k in obj:
             if not isinstance(k, str):
                 raise InputError(f"{what} expected string keys, got key {k!r}")
-        return "{" + ",".join(f"{_plain(k)}:{_encode(v, what)}" for k, v in obj.items()) + "}"
+        parts.append("{")
+        for i, (k, v) in enumerate(obj.items()):
+            parts.append(f",{_plain(k)}:" if i else f"{_plain(k)}:")
+            _encode(v, what, parts)
+        parts.append("}")
+        return
     if type(obj) is list and len(obj) >= _GROWING.min_length:
         text = _GROWING.text(obj)
         if text is not None:
-            return text
+            parts += ("[", text, "]")
+            return
     _check_keys(obj, what)
-    return _plain(obj)
+    parts.append(_plain(obj))
 
 
 def _plain(obj) -> str:
@@ -69,7 +78,8 @@ class _ListTexts:
         self._items = 0
 
     def text(self, values: list) -> str | None:
-        """``json.dumps(values)`` (compact), or None for a list that is not all numbers."""
+        """``json.dumps(values)`` (compact) without its brackets, or None for a list that is
+        not all numbers."""
         entry = self._entries.pop(id(values), None)
         items, text = [], ""
         if entry is not None:
@@ -89,7 +99,7 @@ class _ListTexts:
         while self._items > self.max_items and self._entries:  # the oldest first
             _, old_items, _ = self._entries.pop(next(iter(self._entries)))
             self._items -= len(old_items)
-        return f"[{text}]"
+        return text
 
 
 def _same(a: list, b: list) -> bool:
