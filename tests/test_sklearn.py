@@ -773,3 +773,45 @@ def test_uniform_sample_weights_of_any_size_are_no_weights(v):
     a = MLPRegressor((8,), epochs=2, random_state=0).fit(X, y)
     b = MLPRegressor((8,), epochs=2, random_state=0).fit(X, y, sample_weight=np.full(50, v))
     np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+def _multilabel_data():
+    rs = np.random.RandomState(0)
+    X = rs.randn(120, 5)
+    y = (X[:, 0] > 0).astype(int)
+    return X, np.c_[y, 1 - y, X[:, 1] > 0].astype(int)
+
+
+@pytest.mark.parametrize("classes", [None, [0, 1], np.array([0, 1]), [0, 1, 2]])
+def test_multilabel_partial_fit_accepts_the_label_values_as_classes(classes):
+    X, Y = _multilabel_data()
+    clf = MLPClassifier((8,), random_state=0).partial_fit(X, Y, classes=classes)
+    clf.partial_fit(X, Y, classes=np.unique(Y))
+    assert clf.predict(X).shape == (120, 3)
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+
+
+def test_multilabel_partial_fit_refuses_other_classes():
+    X, Y = _multilabel_data()
+    with pytest.raises(ValueError, match=r"expected classes=None, \[0, 1\] \(the values of a "
+                       r"multilabel y\) or range\(3\) \(its labels\) for a multilabel y of 3 "
+                       r"columns, got classes=\['a', 'b'\]"):
+        MLPClassifier().partial_fit(X, Y, classes=["a", "b"])
+    with pytest.raises(ValueError, match=r"expected a multilabel y of 3 columns, got array "
+                       r"of shape \(120, 2\)"):
+        MLPClassifier().partial_fit(X, Y, classes=[0, 1]).partial_fit(X, Y[:, :2])
+
+
+def test_a_sparse_multilabel_y_trains_as_the_dense_one():
+    import warnings
+
+    sparse = pytest.importorskip("scipy.sparse")
+    X, Y = _multilabel_data()
+    dense = MLPClassifier((8,), epochs=3, random_state=0).fit(X, Y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for S in (sparse.csr_matrix(Y), sparse.csc_array(Y)):
+            clf = MLPClassifier((8,), epochs=3, random_state=0).fit(X, S)
+            np.testing.assert_array_equal(clf.predict_proba(X), dense.predict_proba(X))
+            part = MLPClassifier((8,), random_state=0).partial_fit(X, S, classes=[0, 1])
+            assert part.predict(X).shape == (120, 3)

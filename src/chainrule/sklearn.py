@@ -175,7 +175,10 @@ class _BaseMLP(BaseEstimator):
     # -- data ----------------------------------------------------------------------------
     def _validate(self, X, y=_NO_Y, *, reset: bool, **y_checks):
         """``(X, y, dtype)``, or ``(X, dtype)`` without ``y``, from ``validate_data``, for
-        dense, sparse and out-of-core ``X`` alike."""
+        dense, sparse and out-of-core ``X`` alike. A sparse ``y`` (a multilabel indicator
+        matrix, n × k) is made dense first."""
+        if y is not _NO_Y and is_sparse(y):
+            y = y.toarray()
         if kind(X) == "rows":  # never materialised: only its shape and dtype are checked
             validate_data(self, X, reset=reset, skip_check_array=True)
             dtype = np.float32 if X.dtype == np.float32 else np.float64
@@ -425,9 +428,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             k = y.shape[1] if y.ndim == 2 else 0
             if first:
                 self.classes_ = np.arange(k)
-            if k != len(self.classes_) or (classes is not None and len(classes) != k):
+            if k != len(self.classes_):
                 raise InputError(f"MLPClassifier.partial_fit expected a multilabel y of "
                                  f"{len(self.classes_)} columns, got array of shape {y.shape}")
+            _check_multilabel_classes(classes, k)
             return self._train(X, self._indicator(y), k, dtype, w, incremental=True)
         if first and classes is None:
             raise ValueError("MLPClassifier.partial_fit expected classes=... (all labels) "
@@ -484,6 +488,19 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self._multilabel:
             return (A.astype(np.float64) > 0.5).astype(np.int64)
         return self.classes_[class_indices(A)]
+
+
+def _check_multilabel_classes(classes, k: int) -> None:
+    """``classes`` given with a multilabel ``y``: as in scikit-learn, the values a label takes
+    (0 and 1, e.g. ``np.unique(y)``) or the labels ``0..k-1``; otherwise refused."""
+    if classes is None:
+        return
+    values = set(np.asarray(classes, dtype=object).ravel().tolist())
+    if values and (values <= {0, 1} or values == set(range(k))):  # True == 1, 1.0 == 1
+        return
+    raise InputError(f"MLPClassifier.partial_fit expected classes=None, [0, 1] (the values "
+                     f"of a multilabel y) or range({k}) (its labels) for a multilabel y of "
+                     f"{k} columns, got classes={classes!r}")
 
 
 def _is_multilabel(y) -> bool:
