@@ -314,3 +314,6 @@ def test_a_dask_array_of_unknown_chunk_sizes_is_refused():
         cr.fit(_model(), cr.NLLM(), X, np.zeros(60, int), epochs=1, progress=False)
     with pytest.raises(cr.errors.InputError, match=message):
         MLPClassifier(epochs=1).fit(X, np.r_[np.zeros(30), np.ones(30)])
+    with pytest.raises(cr.errors.InputError, match=message):
+        MLPClassifier(epochs=1).fit(X, np.r_[np.zeros(30), np.ones(30)],
+                                    sample_weight=np.ones(60))

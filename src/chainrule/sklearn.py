@@ -76,7 +76,7 @@ from ._build import (
     standardise,
     unstandardise,
 )
-from .arrays import Rows, as_sparse_matrix, check_sample_weight, is_sparse, kind
+from .arrays import Rows, as_sparse_matrix, check_sample_weight, is_sparse, kind, n_rows
 from .errors import DivergenceError, InputError
 from .layers import Sequential, Sigmoid
 from .losses import NLL
@@ -201,7 +201,8 @@ class _BaseMLP(BaseEstimator):
     def _weights(self, sample_weight, X):
         if sample_weight is None:
             return None
-        return check_sample_weight(sample_weight, X.shape[0], type(self).__name__)
+        owner = type(self).__name__
+        return check_sample_weight(sample_weight, n_rows(X, "X", owner), owner)
 
     # -- training ------------------------------------------------------------------------
     def _train(self, X, Y: np.ndarray, k: int, dtype, w=None, *, incremental: bool,
