@@ -39,7 +39,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from run import MEMORY_BUDGET_MB, NOISY_SPREAD, limit_threads  # noqa: E402
-from workloads import SEED, WORKLOADS, Chainrule, build_chainrule, make_data, quick  # noqa: E402
+from workloads import (  # noqa: E402
+    SEED,
+    WORKLOADS,
+    Chainrule,
+    build_chainrule,
+    make_data,
+    quick,
+    save_results,
+)
 
 MEMORY_ROWS = 60_000  # mnist-b128's network on 60,000 × 784 (15,000 with --quick)
 
@@ -301,13 +309,7 @@ def main(argv=None) -> int:
             rep["memory"].append({"role": role, **row})
     rep["load_end"] = os.getloadavg()
     rep["seconds"] = time.perf_counter() - started
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"{args.out}.json").write_text(json.dumps(rep, indent=1) + "\n")
-    md = markdown(rep)
-    (out / f"{args.out}.md").write_text(md)
-    print(md)
-    log(f"wrote {out / args.out}.md and .json")
+    log(f"wrote {save_results(args.out, rep, markdown(rep))}.md and .json")
     return 0 if all(r["ok"] for r in [*rep["workloads"].values(), *rep["memory"]]) else 1
 
 

@@ -52,6 +52,7 @@ from workloads import (  # noqa: E402
     build_chainrule,
     make_data,
     quick,
+    save_results,
 )
 
 MB = 1024 * 1024
@@ -627,14 +628,8 @@ def main(argv=None) -> int:
     report = {"quick": args.quick, "environment": env, "workloads": workloads,
               "memory": memory, "targets": evaluate_targets(workloads, memory),
               "seconds": time.perf_counter() - started}
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
     stem = args.out or ("quick" if args.quick else "latest")
-    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
-    md = markdown(report)
-    (out_dir / f"{stem}.md").write_text(md)
-    print(md)
-    log(f"wrote {out_dir / stem}.json and .md")
+    log(f"wrote {save_results(stem, report, markdown(report))}.json and .md")
     return 0
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import sys
 import time
@@ -32,7 +31,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from run import CR, FLOOR, PT, build_systems, environment, limit_threads, time_workload  # noqa: E402
-from workloads import WORKLOADS, make_data  # noqa: E402
+from workloads import WORKLOADS, make_data, save_results  # noqa: E402
 
 ROWS = (5_000, 10_000, 20_000, 40_000, 80_000)
 WIDTHS = (64, 128, 256, 512, 1024)
@@ -156,13 +155,7 @@ def main(argv=None) -> int:
     report = {"quick": args.quick, "environment": env, "repeats": args.repeats,
               "systems": sorted(wanted), "rows": rows, "widths": wide,
               "linear_in_n": linear}
-    out_dir = HERE / "results"
-    out_dir.mkdir(exist_ok=True)
-    stem = "scaling-quick" if args.quick else "scaling"
-    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
-    md = markdown(report)
-    (out_dir / f"{stem}.md").write_text(md)
-    print(md)
+    save_results("scaling-quick" if args.quick else "scaling", report, markdown(report))
     return 0
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import gc
-import json
 import math
 import os
 import statistics
@@ -31,7 +30,15 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from run import NOISY_SPREAD, environment, limit_jax_threads, limit_threads  # noqa: E402
-from workloads import WORKLOADS, Chainrule, Jax, make_data, n_batches, quick  # noqa: E402
+from workloads import (  # noqa: E402
+    WORKLOADS,
+    Chainrule,
+    Jax,
+    make_data,
+    n_batches,
+    quick,
+    save_results,
+)
 
 # chainrule / JAX jit-scan, paired median, at most (issue 19)
 TARGETS = {"digits-b32": 1.0, "mnist-b128": 0.8, "mnist-b32": 0.8}
@@ -142,13 +149,7 @@ def main(argv=None) -> int:
     rep["load_end"] = os.getloadavg()
     rep["date"] = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     rep["seconds"] = time.perf_counter() - started
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"{args.out}.json").write_text(json.dumps(rep, indent=1, default=float) + "\n")
-    md = markdown(rep)
-    (out / f"{args.out}.md").write_text(md)
-    print(md)
-    log(f"wrote {out / args.out}.md and .json")
+    log(f"wrote {save_results(args.out, rep, markdown(rep))}.md and .json")
     return 0 if all(r["met"] is not False for r in rep["workloads"].values()) else 1
 
 

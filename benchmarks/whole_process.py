@@ -239,12 +239,9 @@ def main(argv=None) -> int:
             "peak": statistics.median(a["peak_mb"] / b["peak_mb"] for a, b in zip(cr, runs))}
     rep["load_end"] = os.getloadavg()
     rep["seconds"] = time.perf_counter() - started
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"{args.out}.json").write_text(json.dumps(rep, indent=1) + "\n")
-    md = markdown(rep)
-    (out / f"{args.out}.md").write_text(md)
-    print(md)
+    sys.path.insert(0, str(HERE))
+    from workloads import save_results
+    save_results(args.out, rep, markdown(rep))
     return 0
 
 

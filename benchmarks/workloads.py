@@ -21,9 +21,11 @@ timed alone with NumPy, in the same process and with the same BLAS threads.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -501,3 +503,16 @@ class Jax:
     def accuracy(self) -> float:
         pred = np.asarray(self._forward(self.state[0], self.X)).argmax(axis=1)
         return float(np.mean(pred == self.y_host))
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def save_results(stem: str, report: dict, md: str) -> Path:
+    """Write ``results/<stem>.json`` (the report) and ``results/<stem>.md`` (its table), print
+    the table, and return the path without suffix."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
+    (RESULTS / f"{stem}.md").write_text(md)
+    print(md)
+    return RESULTS / stem
