@@ -11,8 +11,10 @@ FLAGS = ["-O3", "-ffp-contract=off", "-fno-math-errno"]
 
 setup(ext_modules=[
     Extension("chainrule.kernels._adam", sources=["src/chainrule/kernels/adam.c"],
-              depends=["src/chainrule/kernels/split.h"], extra_compile_args=FLAGS,
+              depends=["src/chainrule/kernels/clones.h", "src/chainrule/kernels/split.h"],
+              extra_compile_args=FLAGS,
               extra_link_args=["-pthread"], optional=True),
     Extension("chainrule.kernels._layers", sources=["src/chainrule/kernels/layers.c"],
-              extra_compile_args=FLAGS, optional=True),
+              depends=["src/chainrule/kernels/clones.h"], extra_compile_args=FLAGS,
+              optional=True),
 ])

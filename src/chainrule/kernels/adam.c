@@ -19,15 +19,8 @@
 #include <Python.h>
 #include <math.h>
 
+#include "clones.h"
 #include "split.h"
-
-/* Wider vector units where the CPU has them (x86-64 with GCC or Clang on Linux: the loop is
- * compiled for each target and the best one is chosen when the module loads). */
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
 
 /* Never split a pass shorter than this; chainrule.kernels.MIN_SPLIT decides when to ask. */
 #define ADAM_MIN_SPLIT 4096

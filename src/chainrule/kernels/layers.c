@@ -20,11 +20,7 @@
 #include <Python.h>
 #include <stdbool.h>
 
-#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#define CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define CLONES
-#endif
+#include "clones.h"
 
 #define RELU_FORWARD(NAME, T)                                                             \
     CLONES static void NAME(Py_ssize_t n, const T *restrict Z, T *restrict A,     \
