@@ -52,9 +52,9 @@ class ModuleCase:
         return self.id.startswith("seq")
 
 
-def _batchnorm(n: int, dtype) -> cr.BatchNorm:
+def batchnorm(n: int, dtype, eps_inside: str = "variance") -> cr.BatchNorm:
     """A BatchNorm whose G, B and running statistics are not the trivial 1, 0, 0, 1."""
-    bn = cr.BatchNorm(n, dtype=dtype)
+    bn = cr.BatchNorm(n, eps_inside=eps_inside, dtype=dtype)
     r = np.random.default_rng(7)
     bn.G.data[...] = r.uniform(0.5, 1.5, (1, n))
     bn.B.data[...] = r.normal(size=(1, n))
@@ -71,7 +71,7 @@ def _mlp_softmax(dtype) -> cr.Sequential:
 def _mlp_regularized(dtype) -> cr.Sequential:
     # Dropout after BatchNorm and Tanh, a sigmoid output: every kind of module in one net.
     return cr.Sequential(
-        cr.Linear(4, 6, init="he", rng=3, dtype=dtype), _batchnorm(6, dtype), cr.Tanh(),
+        cr.Linear(4, 6, init="he", rng=3, dtype=dtype), batchnorm(6, dtype), cr.Tanh(),
         cr.Dropout(0.25, rng=4), cr.Linear(6, 2, init="xavier", rng=5, dtype=dtype),
         cr.Sigmoid(),
     )
@@ -97,8 +97,8 @@ MODULES: list[ModuleCase] = [
     ModuleCase("leaky_relu", lambda dt: cr.LeakyReLU(alpha=0.1), 4, 4),
     ModuleCase("dropout-train", lambda dt: cr.Dropout(0.4, rng=0), 4, 4),
     ModuleCase("dropout-eval", lambda dt: cr.Dropout(0.4, rng=0), 4, 4, mode="eval"),
-    ModuleCase("batchnorm-train", lambda dt: _batchnorm(4, dt), 4, 4),
-    ModuleCase("batchnorm-eval", lambda dt: _batchnorm(4, dt), 4, 4, mode="eval"),
+    ModuleCase("batchnorm-train", lambda dt: batchnorm(4, dt), 4, 4),
+    ModuleCase("batchnorm-eval", lambda dt: batchnorm(4, dt), 4, 4, mode="eval"),
     ModuleCase("seq-mlp-softmax", _mlp_softmax, 4, 3),
     ModuleCase("seq-regularized-train", _mlp_regularized, 4, 2),
     ModuleCase("seq-regularized-eval", _mlp_regularized, 4, 2, mode="eval"),

@@ -19,21 +19,15 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 import chainrule as cr
-from cases import ModuleCase, central_difference, frozen_rngs
+from cases import ModuleCase, batchnorm, central_difference, frozen_rngs
 from chainrule._files.integrity import digest
 
 F64 = np.float64
 
 
 def _bn(n, dtype, eps_inside="std"):
-    """A BatchNorm with non-trivial G, B and running statistics, as in cases._batchnorm."""
-    bn = cr.BatchNorm(n, eps_inside=eps_inside, dtype=dtype)
-    r = np.random.default_rng(7)
-    bn.G.data[...] = r.uniform(0.5, 1.5, (1, n))
-    bn.B.data[...] = r.normal(size=(1, n))
-    bn.running_mean[...] = r.normal(size=(1, n))
-    bn.running_var[...] = r.uniform(0.5, 2.0, (1, n))
-    return bn
+    """cases.batchnorm with the notes' ε (Key Equation 37) unless told otherwise."""
+    return batchnorm(n, dtype, eps_inside)
 
 
 # Rows for the finite-difference checks, built like tests/cases.py's MODULES.
