@@ -340,9 +340,9 @@ def test_options_are_saved_and_loaded(tmp_path):
     np.testing.assert_array_equal(loaded(X), model(X))
 
 
-def test_files_without_the_new_keys_load_with_the_defaults(tmp_path):
-    # A file written before the options existed: its configs lack offsets, eps_inside and
-    # scaling (rewritten here, with its digest recomputed, as such a file would have it).
+def _options_file_with(tmp_path, change):
+    """A model file of :func:`_options_model` whose every module config went through
+    ``change(config)``, re-signed as such a file would be: (its path, its tensors)."""
     path = tmp_path / "m.safetensors"
     cr.save(_options_model(), path)
     with safe_open(str(path), "np") as f:
@@ -350,12 +350,22 @@ def test_files_without_the_new_keys_load_with_the_defaults(tmp_path):
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     arch = json.loads(metadata["architecture"])
     for spec in arch["modules"]:
-        for key in ("offsets", "eps_inside", "scaling"):
-            spec.get("config", {}).pop(key, None)
+        change(spec.get("config", {}))
     metadata["architecture"] = json.dumps(arch)
     metadata["sha256"] = digest(metadata, tensors)
-    old = tmp_path / "old.safetensors"
-    save_file(tensors, str(old), metadata=metadata)
+    edited = tmp_path / "edited.safetensors"
+    save_file(tensors, str(edited), metadata=metadata)
+    return edited, tensors
+
+
+def test_files_without_the_new_keys_load_with_the_defaults(tmp_path):
+    # A file written before the options existed: its configs lack offsets, eps_inside and
+    # scaling (rewritten here, with its digest recomputed, as such a file would have it).
+    def drop_options(config):
+        for key in ("offsets", "eps_inside", "scaling"):
+            config.pop(key, None)
+
+    old, tensors = _options_file_with(tmp_path, drop_options)
     loaded = cr.load(old)
     assert loaded.modules[0].offsets == "zeros"
     assert loaded.modules[1].eps_inside == "variance"
@@ -366,18 +376,10 @@ def test_files_without_the_new_keys_load_with_the_defaults(tmp_path):
 @pytest.mark.parametrize("key, value", [("offsets", "ones"), ("eps_inside", 1),
                                         ("scaling", "sometimes")])
 def test_bad_option_values_in_a_file_are_model_file_errors(tmp_path, key, value):
-    path = tmp_path / "m.safetensors"
-    cr.save(_options_model(), path)
-    with safe_open(str(path), "np") as f:
-        metadata = dict(f.metadata())
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    arch = json.loads(metadata["architecture"])
-    for spec in arch["modules"]:
-        if key in spec.get("config", {}):
-            spec["config"][key] = value
-    metadata["architecture"] = json.dumps(arch)
-    metadata["sha256"] = digest(metadata, tensors)
-    bad = tmp_path / "bad.safetensors"
-    save_file(tensors, str(bad), metadata=metadata)
+    def set_option(config):
+        if key in config:
+            config[key] = value
+
+    bad, _ = _options_file_with(tmp_path, set_option)
     with pytest.raises(cr.ModelFileError, match=key):
         cr.load(bad)
